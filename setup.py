@@ -19,7 +19,10 @@ setup(
         "absl-py>=2,<3",
         "ml-collections>=1,<2",
         "pillow>=10",
+        "tensorboard>=2.20",
         "numpy>=1.26",
+        # TFDS 4.9 imports it when preparing a dataset from source (our shapes builder).
+        "importlib_resources",
     ],
     extras_require={
         "test": ["pytest>=8", "tensorflow-serving-api>=2.21,<2.22"],

@@ -1,0 +1,100 @@
+"""Keras callbacks that turn `fit()` into a resumable, observable training run."""
+
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from logit_inversion import visualize
+
+
+def _step(model):
+    return int(model.g_optimizer.iterations.numpy())
+
+
+class NanGuard(keras.callbacks.Callback):
+    """Stops training at the first non-finite loss and remembers where it happened."""
+
+    def __init__(self):
+        super().__init__()
+        self.failure = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        for key in ("d_loss", "g_loss"):
+            value = float((logs or {}).get(key, 0.0))
+            if not math.isfinite(value):
+                self.failure = (key, value, _step(self.model))
+                self.model.stop_training = True
+                return
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Saves a checkpoint at the end of every Keras epoch (= `checkpoint_every` steps),
+    unless the guard saw a non-finite loss, so the last good checkpoint survives."""
+
+    def __init__(self, manager, guard):
+        super().__init__()
+        self.manager = manager
+        self.guard = guard
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard.failure is None:
+            self.manager.save(checkpoint_number=_step(self.model))
+
+
+class Throughput(keras.callbacks.Callback):
+    """Measures training steps/s between consecutive batch ends, so the first (tracing,
+    XLA compilation) batch of a run is excluded; checkpoint saves are included."""
+
+    def __init__(self, steps_per_execution=1):
+        super().__init__()
+        self.steps_per_execution = steps_per_execution
+        self.steps = 0
+        self.seconds = 0.0
+        self._last = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if self._last is not None:
+            self.seconds += now - self._last
+            self.steps += self.steps_per_execution
+        self._last = now
+
+    @property
+    def steps_per_second(self):
+        return self.steps / self.seconds if self.seconds else float("nan")
+
+
+class TensorBoardLogger(keras.callbacks.Callback):
+    """Scalars every `every` steps and an originals | reconstructions grid each epoch."""
+
+    def __init__(self, logdir, fixed_images, every=50):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(logdir)
+        self.fixed_images = fixed_images
+        self.every = every
+        self.fixed_noise = None
+
+    def _scalars(self, logs):
+        with self.writer.as_default(step=_step(self.model)):
+            for key, value in (logs or {}).items():
+                tf.summary.scalar(f"train/{key}", float(value))
+
+    def on_train_batch_end(self, batch, logs=None):
+        if _step(self.model) % self.every == 0:
+            self._scalars(logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._scalars(logs)
+        if self.fixed_noise is None:
+            self.fixed_noise = self.model.sample_noise(len(self.fixed_images), seed=(0, 0))
+        logits = self.model.classifier(self.fixed_images)
+        recon = self.model.generate(logits, self.fixed_noise)
+        grid = visualize.grid_array([visualize.to_uint8(self.fixed_images),
+                                     visualize.to_uint8(recon)])
+        with self.writer.as_default(step=_step(self.model)):
+            tf.summary.image("originals_over_reconstructions", grid[None], max_outputs=1)
+        self.writer.flush()

@@ -1,0 +1,336 @@
+"""Training, export and evaluation of the small classifiers shipped in `savedmodels/`.
+
+The inverter needs a frozen classifier to invert. For the `shapes` demo and CIFAR-10 we train
+our own: a small CNN, standard or adversarially trained (L-infinity FGSM-RS or PGD), exported
+as a TF Hub-format SavedModel with a `metadata.json` that `classifiers.load_classifier` reads.
+
+Example:
+
+```python
+metadata = train_classifier(output="savedmodels/shapes_cnn", dataset="shapes", epochs=8)
+evaluate_classifier("savedmodels/shapes_cnn", dataset="shapes", epsilon=8 / 255)
+```
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from keras import layers, ops
+
+import logit_inversion.data.shapes  # noqa: F401  (registers the `shapes` TFDS builder)
+from logit_inversion import adversarial, classifiers
+
+MODES = ("standard", "fgsm_rs", "pgd")
+DEFAULT_EPSILON = 8 / 255
+
+
+def build_cnn(input_size, num_classes, width=32, name="cnn"):
+    """A small VGG-style CNN: three stages of two 3x3 conv + BN + ReLU, global pooling, dense.
+
+    With `width=32`: 0.29M parameters (~1.1 MB in float32).
+
+    Args:
+        input_size: height == width of the input images `[batch, size, size, 3]` in [0, 1].
+        num_classes: width of the output logits.
+        width: channels of the first stage; doubled at each of the next two stages.
+
+    Returns:
+        A `keras.Model` from images in [0, 1] to logits `[batch, num_classes]`.
+    """
+    if width < 1:
+        raise ValueError(f"`width` must be positive. Received: width={width}")
+    inputs = keras.Input((input_size, input_size, 3))
+    x = layers.Rescaling(2.0, offset=-1.0)(inputs)  # centred inputs train faster
+    for stage, multiplier in enumerate((1, 2, 4)):
+        if stage > 0:
+            x = layers.MaxPooling2D()(x)
+        for _ in range(2):
+            x = layers.Conv2D(width * multiplier, 3, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.ReLU()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(num_classes)(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+class AdversarialTraining(keras.Model):
+    """Trains `network` on adversarial examples made on the fly (or on clean ones, `standard`).
+
+    Args:
+        network: a `keras.Model` from images in [0, 1] to logits.
+        mode: one of `MODES`.
+        epsilon: L-infinity radius in [0, 1] pixel units.
+        pgd_steps: attack steps for `mode="pgd"` (step size 2.5 * epsilon / steps, Madry et al.).
+        seed: seed of the attacks' random starts.
+    """
+
+    def __init__(self, network, mode="standard", epsilon=DEFAULT_EPSILON, pgd_steps=7, seed=0, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in MODES:
+            raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode}")
+        self.network = network
+        self.mode = mode
+        self.epsilon = epsilon
+        self.pgd_steps = pgd_steps
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=False):
+        return self.network(images, training=training)
+
+    def perturb(self, images, labels):
+        # Attacks run the network in training mode, as the update does (batch-statistics BN):
+        # the perturbation then targets the function being trained.
+        logits_fn = lambda x: self.network(x, training=True)
+        if self.mode == "fgsm_rs":
+            return adversarial.fgsm_rs_attack(logits_fn, images, labels, self.epsilon, self.seed_generator)
+        if self.mode == "pgd":
+            step_size = 2.5 * self.epsilon / self.pgd_steps
+            return adversarial.pgd_attack(
+                logits_fn, images, labels, self.epsilon, self.pgd_steps, step_size, self.seed_generator
+            )
+        return images
+
+    def train_step(self, data):
+        images, labels = data
+        images = self.perturb(images, labels)
+        with tf.GradientTape() as tape:
+            logits = self.network(images, training=True)
+            loss = self.compute_loss(x=images, y=labels, y_pred=logits)
+        gradients = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        return self.compute_metrics(images, labels, logits)
+
+
+def load_dataset(dataset, split, data_dir=None, batch_size=128, training=False, max_examples=None):
+    """Batches of `(images float32 [batch, h, w, 3] in [0, 1], labels int64 [batch])`.
+
+    Training batches are shuffled and augmented (see `augment`).
+    """
+    ds = tfds.load(dataset, split=split, data_dir=data_dir, as_supervised=True)
+    if max_examples is not None:
+        ds = ds.take(max_examples)
+    ds = ds.map(lambda image, label: (tf.cast(image, tf.float32) / 255.0, label))
+    ds = ds.cache()
+    if training:
+        ds = ds.shuffle(10_000, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if training:
+        ds = ds.map(lambda images, labels: (augment(images, dataset), labels))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def augment(images, dataset):
+    """Training augmentation for a batch `[batch, h, w, 3]` in [0, 1].
+
+    `shapes`: random blur and Gaussian pixel noise, so the classifier reads the shape rather
+    than crisp edges or pixel texture, and stays right on the slightly blurry, noisy images a
+    generator makes. Other datasets (CIFAR-10): random 4-px translation and horizontal flip.
+    """
+    if dataset == "shapes":
+        # Per-example blur strength: mix each image with two passes of a 3x3 binomial blur.
+        blurred = _binomial_blur(_binomial_blur(images))
+        strength = tf.random.uniform([tf.shape(images)[0], 1, 1, 1])
+        images = images + strength * (blurred - images)
+        noise_std = tf.random.uniform([tf.shape(images)[0], 1, 1, 1], 0.0, 0.08)
+        images = images + noise_std * tf.random.normal(tf.shape(images))
+        return tf.clip_by_value(images, 0.0, 1.0)
+    size = images.shape[1]
+    padded = tf.pad(images, [[0, 0], [4, 4], [4, 4], [0, 0]], mode="REFLECT")
+    crops = tf.map_fn(
+        lambda image: tf.image.random_crop(image, [size, size, 3]), padded, fn_output_signature=tf.float32
+    )
+    return tf.image.random_flip_left_right(crops)
+
+
+def _binomial_blur(images):
+    kernel_1d = tf.constant([0.25, 0.5, 0.25])
+    kernel = tf.tile((kernel_1d[:, None] * kernel_1d[None, :])[:, :, None, None], [1, 1, 3, 1])
+    padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
+    return tf.nn.depthwise_conv2d(padded, kernel, [1, 1, 1, 1], "VALID")
+
+
+def train_classifier(
+    output,
+    dataset="shapes",
+    data_dir=None,
+    mode="standard",
+    epsilon=DEFAULT_EPSILON,
+    pgd_steps=7,
+    epochs=10,
+    batch_size=128,
+    width=32,
+    learning_rate=None,
+    seed=0,
+    eval_pgd_steps=20,
+    eval_examples=None,
+    overwrite=False,
+    command=None,
+    verbose=2,
+):
+    """Trains a classifier and writes it to `output` as a TF Hub-format SavedModel.
+
+    Evaluates the exported model on the test split (clean and PGD-`eval_pgd_steps` accuracy at
+    `epsilon`, whatever the mode) and writes the results, the recipe and `command` into
+    `output/metadata.json`. The directory appears atomically: written to a temporary sibling,
+    then renamed.
+
+    Args:
+        output: directory to create; an existing one is replaced only with `overwrite=True`.
+        dataset: TFDS name with `image` and `label` features and `train`/`test` splits.
+        data_dir: TFDS data directory.
+        mode: `standard`, `fgsm_rs` or `pgd` (adversarial training at `epsilon`).
+        epsilon: L-infinity radius in [0, 1] pixel units, for training and evaluation.
+        pgd_steps: attack steps when training with `mode="pgd"`.
+        epochs, batch_size, width, seed: the training recipe.
+        learning_rate: peak SGD learning rate (cosine decay); default 0.05 * batch_size / 128.
+        eval_pgd_steps: PGD steps of the robust-accuracy evaluation.
+        eval_examples: evaluate on the first `eval_examples` test images only (PGD is costly).
+        overwrite: replace an existing `output`.
+        command: the command line, recorded in the metadata.
+        verbose: `fit` verbosity.
+
+    Returns:
+        The metadata dict.
+    """
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise ValueError(f"Output exists; pass overwrite=True to replace it. Received: output={output}")
+    if mode not in MODES:
+        raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode}")
+    keras.utils.set_random_seed(seed)
+    start = time.time()
+
+    info = tfds.builder(dataset, data_dir=data_dir).info
+    input_size = info.features["image"].shape[0]
+    class_names = tuple(info.features["label"].names)
+    train = load_dataset(dataset, "train", data_dir, batch_size, training=True)
+    test = load_dataset(dataset, "test", data_dir, batch_size)
+
+    network = build_cnn(input_size, len(class_names), width, name=f"{dataset}_cnn")
+    model = AdversarialTraining(network, mode, epsilon, pgd_steps, seed)
+    steps_per_epoch = int(tf.data.experimental.cardinality(train))
+    learning_rate = learning_rate or 0.05 * batch_size / 128
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0,
+        decay_steps=max(1, epochs * steps_per_epoch - steps_per_epoch // 2),
+        warmup_target=learning_rate,
+        warmup_steps=steps_per_epoch // 2,
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=5e-4),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    model.fit(train, epochs=epochs, validation_data=test, verbose=verbose)
+    training_seconds = time.time() - start
+
+    spec = classifiers.ClassifierSpec(input_size, (0.0, 1.0), len(class_names), class_names)
+    metadata = {
+        **spec.to_dict(),
+        "dataset": dataset,
+        "mode": mode,
+        "epsilon": epsilon,
+        "train_pgd_steps": pgd_steps if mode == "pgd" else None,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "width": width,
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "parameters": network.count_params(),
+        "training_seconds": round(training_seconds, 1),
+        "command": command,
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        export_hub_savedmodel(network, input_size, staging)
+        # Evaluate what ships: the exported SavedModel, through the same loader users call.
+        results = evaluate_classifier(
+            str(staging), dataset, "test", data_dir, epsilon, eval_pgd_steps, batch_size,
+            eval_examples, spec=spec,
+        )
+        metadata.update(
+            test_accuracy=results["clean_accuracy"],
+            pgd_accuracy=results["robust_accuracy"],
+            pgd_steps=eval_pgd_steps,
+            eval_examples=results["examples"],
+        )
+        (staging / classifiers.METADATA_FILENAME).write_text(json.dumps(metadata, indent=2) + "\n")
+        _replace_dir(staging, output, overwrite)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return metadata
+
+
+def export_hub_savedmodel(network, input_size, directory):
+    """Writes `network` as a TF Hub-format SavedModel: a callable plus `serving_default`.
+
+    Both take float32 images `[batch, input_size, input_size, 3]` in [0, 1]; `__call__` returns
+    logits `[batch, classes]`, `serving_default` returns `{"logits": ...}`.
+    """
+    image_spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32, name="images")
+    module = tf.Module()
+    module.network = network  # tracks the weights
+    module.__call__ = tf.function(lambda images: network(images, training=False), input_signature=[image_spec])
+    serve = tf.function(lambda images: {"logits": module.__call__(images)}, input_signature=[image_spec])
+    tf.saved_model.save(module, str(directory), signatures={"serving_default": serve})
+
+
+def _replace_dir(source, target, overwrite):
+    if not target.exists():
+        os.rename(source, target)
+        return
+    if not overwrite:
+        raise ValueError(f"Output exists; pass overwrite=True to replace it. Received: output={target}")
+    backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+    os.rename(target, backup / target.name)
+    os.rename(source, target)
+    shutil.rmtree(backup)
+
+
+def evaluate_classifier(
+    classifier,
+    dataset="shapes",
+    split="test",
+    data_dir=None,
+    epsilon=DEFAULT_EPSILON,
+    pgd_steps=20,
+    batch_size=256,
+    max_examples=None,
+    spec=None,
+    seed=0,
+):
+    """Clean and L-infinity PGD accuracy of any classifier `load_classifier` accepts.
+
+    Args:
+        classifier: a handle for `classifiers.load_classifier`.
+        dataset, split, data_dir: the TFDS data to evaluate on.
+        epsilon: PGD radius in [0, 1] pixel units (0: clean accuracy only).
+        pgd_steps: PGD steps (step size epsilon / 4).
+        batch_size: evaluation batch size.
+        max_examples: evaluate on the first `max_examples` examples only.
+        spec: optional `ClassifierSpec` (default: registry or metadata.json).
+        seed: seed of PGD's random starts.
+
+    Returns:
+        Dict with `clean_accuracy`, `robust_accuracy`, `examples`, and the settings used.
+    """
+    clf = classifiers.load_classifier(classifier, spec)
+    data = load_dataset(dataset, split, data_dir, batch_size, max_examples=max_examples)
+    # The frozen classifier takes [-1, 1]; attacks work in [0, 1] pixel units.
+    results = adversarial.accuracy(lambda images: clf(images * 2.0 - 1.0), data, epsilon, pgd_steps, seed=seed)
+    return {
+        "classifier": str(classifier),
+        "dataset": dataset,
+        "split": split,
+        "epsilon": epsilon,
+        "pgd_steps": pgd_steps,
+        **results,
+    }

@@ -1,0 +1,55 @@
+"""Defaults every config starts from; each config file changes only what differs."""
+
+import ml_collections
+
+# Keys that decide variable shapes or what the logits mean: resuming a workdir whose
+# checkpoint was written with different values would silently load the wrong thing.
+ARCHITECTURE_KEYS = ("classifier", "resolution", "model")
+
+
+def get_base_config():
+    c = ml_collections.ConfigDict()
+    # Data: a TFDS name (or image folder path) and splits.
+    c.dataset = "shapes"
+    c.data_dir = ml_collections.config_dict.placeholder(str)
+    c.train_split = "train"
+    c.eval_split = "test"
+    c.eval_examples = 2000        # held-out images for the final agreement
+    # The frozen classifier: a registry name, hub URL / Kaggle handle, SavedModel or .keras.
+    c.classifier = "shapes"
+    c.resolution = 32
+
+    c.model = ml_collections.ConfigDict()
+    c.model.ch = 64               # base width; BigGAN 128 px uses 96
+    c.model.g_multipliers = ml_collections.config_dict.placeholder(tuple)
+    c.model.d_multipliers = ml_collections.config_dict.placeholder(tuple)
+    c.model.noise_dim = 128
+    c.model.embed_dim = 128       # width of the learned logit projection
+    c.model.g_attention = 0       # self-attention resolution in G (0 = none)
+    c.model.d_attention = 0
+    c.model.deep = False          # BigGAN-deep generator
+
+    # Optimisation (BigGAN: Adam β1=0, β2=0.999, D lr 4× G lr at 128 px, 2 D steps).
+    c.batch_size = 64             # per D step, global; one train step consumes d_steps batches
+    c.num_steps = 10_000          # generator steps
+    c.d_steps = 2
+    c.g_lr = 1e-4
+    c.d_lr = 4e-4
+    c.beta1 = 0.0
+    c.beta2 = 0.999
+    c.ema_decay = 0.9999
+    c.ema_start = 1000
+    # Optional extra generator terms; 0 reproduces the paper's pure hinge objective.
+    c.consistency_weight = 0.0
+    c.consistency_temperature = 1.0
+    c.pixel_weight = 0.0
+
+    # Runtime.
+    c.mixed_precision = False     # True → "mixed_bfloat16" (TPU)
+    c.jit_compile = False
+    c.steps_per_execution = 1
+    c.checkpoint_every = 500      # generator steps between checkpoints (one Keras "epoch")
+    c.keep_checkpoints = 3
+    c.num_images = 16             # originals | reconstructions in the TensorBoard grid
+    c.seed = 0
+    return c

@@ -1,0 +1,314 @@
+"""Export a trained inverter as a SavedModel that TF Serving can serve.
+
+`export_inverter(inverter, "savedmodels/NAME")` writes `savedmodels/NAME/<version>/`, the layout
+TF Serving watches: one numeric folder per version, a new export taking the next number. The
+model inside holds the frozen classifier Φ and the EMA generator G and serves these signatures:
+
+| signature             | inputs                                   | outputs                       |
+| --------------------- | ---------------------------------------- | ----------------------------- |
+| `serving_default`     | `images` uint8 `[B, H, W, 3]`            | `reconstructions` uint8       |
+|                       |                                          | `[B, R, R, 3]`, `logits`      |
+|                       |                                          | float32 `[B, K]`, `noise`     |
+|                       |                                          | float32 `[B, Z]` (seed 0)     |
+| `reconstruct`         | `images` as above, `seed` int64 `[]`     | as `serving_default`          |
+|                       | or `[B]`                                 |                               |
+| `reconstruct_encoded` | `images_bytes` string `[B]` (JPEG/PNG)   | `reconstructions_bytes`       |
+|                       |                                          | string `[B]` (PNG), `logits`  |
+| `classify`            | `images` uint8 `[B, H, W, 3]`            | `logits` float32 `[B, K]`     |
+| `generate`            | `logits` float32 `[B, K]`, `noise`       | `images` uint8 `[B, R, R, 3]` |
+|                       | float32 `[B, Z]`                         |                               |
+
+Images cross the boundary as uint8 RGB in [0, 255] and of any height and width; inside the
+graph they are prepared as the training pipeline prepares its images (central square crop,
+antialiased resize to the model's resolution R, map to [-1, 1]). The noise of image i is a pure function of its seed (`noise_from_seeds`), so a
+request repeated with the same images and seeds returns the same reconstructions, whatever the
+batch it is sent in. TF Serving cannot make an input optional, hence two endpoints:
+`serving_default` (images only, seed 0) and `reconstruct` (seed required).
+
+Malformed inputs fail inside the graph with `INVALID_ARGUMENT` and a message saying what was
+expected: TF Serving does not check shapes against the signature, so the graph must.
+"""
+
+import os
+import uuid
+
+import keras
+import tensorflow as tf
+
+from logit_inversion.data import pipeline
+
+# The serving contract: signature names and their input and output keys.
+SERVING_DEFAULT = "serving_default"
+RECONSTRUCT = "reconstruct"
+RECONSTRUCT_ENCODED = "reconstruct_encoded"
+CLASSIFY = "classify"
+GENERATE = "generate"
+SIGNATURES = (SERVING_DEFAULT, RECONSTRUCT, RECONSTRUCT_ENCODED, CLASSIFY, GENERATE)
+# The seed `serving_default` and `reconstruct_encoded` use, as they take none.
+DEFAULT_SEED = 0
+
+# The first bytes of every PNG and every JPEG file (`tf.io.is_jpeg` checks the same three).
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def export_inverter(inverter, output, verbose=False):
+    """Writes `inverter` as the next version of the TF Serving model folder `output`.
+
+    The SavedModel is written to a hidden temporary folder beside the versions and renamed into
+    place, so a crash never leaves a half-written version for TF Serving to load.
+
+    Args:
+        inverter: a built `LogitInverter` (or any object with `classifier`, `ema_generator`,
+            `resolution`, `noise_dim` and `num_classes`).
+        output: the model folder, e.g. `savedmodels/NAME`; created if missing.
+        verbose: print the endpoints as Keras writes them.
+
+    Returns:
+        The path of the new version folder, `output/<version>`.
+
+    Example:
+        >>> path = export_inverter(restore_inverter("runs/demo"), "savedmodels/demo")
+        >>> path
+        'savedmodels/demo/1'
+    """
+    archive = serving_archive(inverter)
+    os.makedirs(output, exist_ok=True)
+    staging = os.path.join(output, f".tmp-export-{uuid.uuid4().hex}")
+    archive.write_out(staging, verbose=verbose)
+    while True:
+        path = os.path.join(output, str(next_version(output)))
+        try:
+            # A directory rename is atomic, and fails if another export filled this number
+            # in the meantime; then take the next one.
+            os.rename(staging, path)
+            return path
+        except OSError:
+            if not os.path.isdir(path):
+                raise
+
+
+def next_version(output):
+    """The version number a new export into the model folder `output` takes (1 when empty)."""
+    if not os.path.isdir(output):
+        return 1
+    versions = [int(name) for name in os.listdir(output) if name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def serving_archive(inverter):
+    """A `keras.export.ExportArchive` with the serving signatures of `inverter`.
+
+    Args:
+        inverter: as for `export_inverter`; its classifier and EMA generator must be built.
+
+    Returns:
+        The archive, ready for `write_out(path)`.
+    """
+    for name in ("classifier", "ema_generator"):
+        layer = getattr(inverter, name)
+        if not layer.built:
+            raise ValueError(
+                f"The inverter's {name} must be built (called once) before export. "
+                f"Received: {name}={layer}"
+            )
+    functions = ServingFunctions(inverter)
+    archive = keras.export.ExportArchive()
+    archive.track(inverter.classifier)
+    archive.track(inverter.ema_generator)
+    images = tf.TensorSpec(None, tf.uint8, name="images")
+    seed = tf.TensorSpec(None, tf.int64, name="seed")
+    vectors = tf.TensorSpec(None, tf.float32)
+    archive.add_endpoint(SERVING_DEFAULT, functions.serving_default, [images])
+    archive.add_endpoint(RECONSTRUCT, functions.reconstruct, [images, seed])
+    archive.add_endpoint(
+        RECONSTRUCT_ENCODED,
+        functions.reconstruct_encoded,
+        [tf.TensorSpec(None, tf.string, name="images_bytes")],
+    )
+    archive.add_endpoint(CLASSIFY, functions.classify, [images])
+    archive.add_endpoint(GENERATE, functions.generate, [vectors, vectors])
+    return archive
+
+
+class ServingFunctions:
+    """The graph behind each signature, from the inverter's layers.
+
+    Each method takes and returns what its signature does (see the module docstring); the
+    argument names are the signature's input keys and the returned dict keys its outputs.
+
+    Args:
+        inverter: as for `export_inverter`.
+    """
+
+    def __init__(self, inverter):
+        self.classifier = inverter.classifier
+        self.generator = inverter.ema_generator
+        self.resolution = int(inverter.resolution)
+        self.noise_dim = int(inverter.noise_dim)
+        self.num_classes = int(inverter.num_classes)
+
+    def serving_default(self, images):
+        return self.reconstruct(images, tf.constant(DEFAULT_SEED, tf.int64))
+
+    def reconstruct(self, images, seed):
+        images = self._model_images(images, "images")
+        reconstructions, logits, noise = self._reconstruct(images, seed)
+        return {
+            "reconstructions": to_uint8(reconstructions),
+            "logits": logits,
+            "noise": noise,
+        }
+
+    def reconstruct_encoded(self, images_bytes):
+        images = self._decode(images_bytes)
+        reconstructions, logits, _ = self._reconstruct(
+            images, tf.constant(DEFAULT_SEED, tf.int64)
+        )
+        png = tf.map_fn(
+            tf.io.encode_png,
+            to_uint8(reconstructions),
+            fn_output_signature=tf.TensorSpec([], tf.string),
+        )
+        return {"reconstructions_bytes": png, "logits": logits}
+
+    def classify(self, images):
+        return {"logits": self.classifier(self._model_images(images, "images"))}
+
+    def generate(self, logits, noise):
+        logits = _checked(
+            logits,
+            _has_shape(logits, [None, self.num_classes]),
+            f"`logits` must be float32 classifier logits [batch, {self.num_classes}]. "
+            "Received shape:",
+            tf.shape(logits),
+        )
+        noise = _checked(
+            noise,
+            _has_shape(noise, [None, self.noise_dim]),
+            f"`noise` must be float32 [batch, {self.noise_dim}]. Received shape:",
+            tf.shape(noise),
+        )
+        noise = _checked(
+            noise,
+            tf.equal(tf.shape(noise)[0], tf.shape(logits)[0]),
+            "`logits` and `noise` must have the same batch size. Received batch sizes:",
+            tf.shape(logits)[0],
+            tf.shape(noise)[0],
+        )
+        logits = tf.ensure_shape(logits, [None, self.num_classes])
+        noise = tf.ensure_shape(noise, [None, self.noise_dim])
+        return {"images": to_uint8(self.generator(logits, noise, training=False))}
+
+    def _reconstruct(self, images, seed):
+        """G(Φ(x), z) for model images `x` in [-1, 1]; returns (reconstructions, logits, noise)."""
+        logits = self.classifier(images)
+        noise = noise_from_seeds(self._seeds(seed, tf.shape(images)[0]), self.noise_dim)
+        return self.generator(logits, noise, training=False), logits, noise
+
+    def _seeds(self, seed, batch_size):
+        """One seed per image: a scalar seed is shared by the whole batch."""
+        seed = _checked(
+            seed,
+            tf.logical_or(
+                tf.equal(tf.rank(seed), 0),
+                tf.logical_and(
+                    tf.equal(tf.rank(seed), 1), tf.equal(tf.size(seed), batch_size)
+                ),
+            ),
+            "`seed` must be an int64 scalar or one int64 per image, [batch]. Received shape, "
+            "batch size:", tf.shape(seed), batch_size,
+        )
+        return tf.broadcast_to(seed, [batch_size])
+
+    def _model_images(self, images, name):
+        """uint8 `[B, H, W, 3]` → float32 `[B, R, R, 3]` in [-1, 1], the training images' form."""
+        images = _checked(
+            images,
+            _has_shape(images, [None, None, None, 3]),
+            f"`{name}` must be uint8 RGB images [batch, height, width, 3] in [0, 255]. "
+            "Received shape:",
+            tf.shape(images),
+        )
+        images = tf.ensure_shape(images, [None, None, None, 3])
+        return pipeline.to_model_range(self._crop_and_resize(tf.cast(images, tf.float32)))
+
+    def _decode(self, images_bytes):
+        """Encoded JPEG/PNG strings `[B]` → float32 `[B, R, R, 3]` in [-1, 1]."""
+        images_bytes = _checked(
+            images_bytes,
+            _has_shape(images_bytes, [None]),
+            "`images_bytes` must be a [batch] vector of encoded JPEG or PNG images. "
+            "Received shape:",
+            tf.shape(images_bytes),
+        )
+        known = tf.logical_or(
+            tf.equal(tf.strings.substr(images_bytes, 0, len(_PNG_MAGIC)), _PNG_MAGIC),
+            tf.equal(tf.strings.substr(images_bytes, 0, len(_JPEG_MAGIC)), _JPEG_MAGIC),
+        )
+        images_bytes = _checked(
+            images_bytes,
+            tf.reduce_all(known),
+            "`images_bytes` must hold encoded JPEG or PNG images; these indices hold neither:",
+            tf.where(tf.logical_not(known))[:, 0],
+        )
+
+        def decode(encoded):
+            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+            return pipeline.center_crop_and_resize(image, self.resolution)
+
+        spec = tf.TensorSpec([self.resolution, self.resolution, 3], tf.float32)
+        # Images of one request may differ in size, so each is cropped and resized on its own.
+        return pipeline.to_model_range(tf.map_fn(decode, images_bytes, fn_output_signature=spec))
+
+    def _crop_and_resize(self, images):
+        """The training pipeline's central square crop and antialiased resize, for a batch."""
+        height, width = tf.shape(images)[1], tf.shape(images)[2]
+        side = tf.minimum(height, width)
+        images = tf.image.crop_to_bounding_box(
+            images, (height - side) // 2, (width - side) // 2, side, side
+        )
+        # At the model's resolution this resize is the identity.
+        size = [self.resolution, self.resolution]
+        return tf.ensure_shape(tf.image.resize(images, size, antialias=True), [None, *size, 3])
+
+
+def noise_from_seeds(seeds, noise_dim):
+    """Standard normal noise `[B, noise_dim]` whose row i depends only on `seeds[i]`.
+
+    Args:
+        seeds: int64 `[B]`.
+        noise_dim: Z.
+
+    Returns:
+        float32 `[B, noise_dim]`; equal seeds give equal rows, in any batch.
+    """
+    return tf.map_fn(
+        lambda seed: tf.random.stateless_normal(
+            [noise_dim], seed=tf.stack([seed, tf.constant(0, tf.int64)])
+        ),
+        tf.cast(seeds, tf.int64),
+        fn_output_signature=tf.TensorSpec([noise_dim], tf.float32),
+    )
+
+
+def to_uint8(images):
+    """float32 images in [-1, 1] → uint8 in [0, 255], rounded."""
+    return tf.cast(tf.round(tf.clip_by_value((images + 1.0) * 127.5, 0.0, 255.0)), tf.uint8)
+
+
+def _has_shape(x, shape):
+    """Whether `x` has rank `len(shape)` and the sizes of `shape` that are not None."""
+    # The rank is prepended so that indexing stays in range (and the assert, not a slicing
+    # error, reports) whatever the rank of `x`.
+    dims = tf.concat([[tf.rank(x)], tf.shape(x), tf.zeros([len(shape)], tf.int32)], 0)
+    conditions = [tf.equal(dims[0], len(shape))]
+    conditions += [tf.equal(dims[1 + i], size) for i, size in enumerate(shape) if size is not None]
+    return tf.reduce_all(tf.stack(conditions))
+
+
+def _checked(tensor, condition, *message):
+    """`tensor`, once `condition` holds; else INVALID_ARGUMENT with `message` (strings and
+    tensors, printed in order)."""
+    with tf.control_dependencies([tf.debugging.Assert(condition, list(message), summarize=16)]):
+        return tf.identity(tensor)

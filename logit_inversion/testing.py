@@ -1,0 +1,65 @@
+"""Small, fast stand-ins for tests, examples and benchmarks (no downloads, seconds to build)."""
+
+import json
+import os
+
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from logit_inversion.configs.demo import get_config as demo_config
+
+
+class _TinyClassifier(tf.Module):
+    """A fixed random conv net in TF Hub format: `__call__(images in [0, 1])` → logits."""
+
+    def __init__(self, num_classes, input_size, seed):
+        super().__init__()
+        rng = np.random.default_rng(seed)
+        self.conv = tf.Variable(rng.normal(0, 0.5, (3, 3, 3, 8)).astype("float32"))
+        self.dense = tf.Variable(rng.normal(0, 0.5, (8, num_classes)).astype("float32"))
+        self.__call__ = tf.function(
+            self._logits,
+            input_signature=[tf.TensorSpec([None, input_size, input_size, 3], tf.float32)])
+
+    def _logits(self, images):
+        h = tf.nn.relu(tf.nn.conv2d(images * 2.0 - 1.0, self.conv, 2, "SAME"))
+        return tf.matmul(tf.reduce_mean(h, axis=(1, 2)), self.dense) * 4.0
+
+
+def save_tiny_classifier(path, num_classes=6, input_size=32, seed=0):
+    """Writes a tiny TF Hub-format classifier SavedModel with `metadata.json` to `path`."""
+    module = _TinyClassifier(num_classes, input_size, seed)
+    tf.saved_model.save(module, path, signatures={"serving_default": module.__call__})
+    with open(os.path.join(path, "metadata.json"), "w") as f:
+        json.dump({"input_size": input_size, "value_range": [0.0, 1.0],
+                   "num_classes": num_classes,
+                   "class_names": [f"class{i}" for i in range(num_classes)]}, f)
+    return path
+
+
+def tiny_config(classifier, data_dir, **overrides):
+    """The demo config shrunk to seconds per run: width 4, batch 8, a handful of steps."""
+    c = demo_config()
+    c.classifier = classifier
+    c.data_dir = data_dir
+    c.model.ch = 4
+    c.model.noise_dim = 16
+    c.model.embed_dim = 8
+    c.batch_size = 8
+    c.num_steps = 4
+    c.checkpoint_every = 2
+    c.eval_examples = 16
+    c.num_images = 4
+    c.ema_start = 0
+    for key, value in overrides.items():
+        target, *path = key.split(".")[::-1]
+        node = c
+        for part in reversed(path):
+            node = node[part]
+        node[target] = value
+    return c
+
+
+def tiny_config_dict(**kwargs):
+    return ml_collections.ConfigDict(tiny_config(**kwargs))
