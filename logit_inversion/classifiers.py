@@ -369,8 +369,10 @@ def _pick_output(outputs, output_key, handle):
 def _check_output_shape(classifier):
     size = classifier.spec.input_size
     try:
-        logits = classifier(ops.zeros((2, size, size, 3), "float32"))
-        shape = tuple(logits.shape)
+        # Inside a strategy scope the restored functions only run in replica context.
+        strategy = tf.distribute.get_strategy()
+        logits = strategy.run(classifier, args=(ops.zeros((2, size, size, 3), "float32"),))
+        shape = tuple(strategy.experimental_local_results(logits)[0].shape)
     except ValueError:
         raise
     except Exception as error:  # e.g. the model rejects the input shape

@@ -2,34 +2,31 @@
 
 `export_inverter(inverter, "savedmodels/NAME")` writes `savedmodels/NAME/<version>/`, the layout
 TF Serving watches: one numeric folder per version, a new export taking the next number. The
-model inside holds the frozen classifier Φ and the EMA generator G and serves these signatures:
+model holds the frozen classifier Φ and the EMA generator G and serves these signatures
+(inputs → outputs; B images, R the model's resolution, K logits, Z noise):
 
-| signature             | inputs                                   | outputs                       |
-| --------------------- | ---------------------------------------- | ----------------------------- |
-| `serving_default`     | `images` uint8 `[B, H, W, 3]`            | `reconstructions` uint8       |
-|                       |                                          | `[B, R, R, 3]`, `logits`      |
-|                       |                                          | float32 `[B, K]`, `noise`     |
-|                       |                                          | float32 `[B, Z]` (seed 0)     |
-| `reconstruct`         | `images` as above, `seed` int64 `[]`     | as `serving_default`          |
-|                       | or `[B]`                                 |                               |
-| `reconstruct_encoded` | `images_bytes` string `[B]` (JPEG/PNG)   | `reconstructions_bytes`       |
-|                       |                                          | string `[B]` (PNG), `logits`  |
-| `classify`            | `images` uint8 `[B, H, W, 3]`            | `logits` float32 `[B, K]`     |
-| `generate`            | `logits` float32 `[B, K]`, `noise`       | `images` uint8 `[B, R, R, 3]` |
-|                       | float32 `[B, Z]`                         |                               |
+- `serving_default`: `images` uint8 `[B, H, W, 3]` → `reconstructions` uint8 `[B, R, R, 3]`,
+  `logits` float32 `[B, K]`, `noise` float32 `[B, Z]`; the noise drawn from seed 0.
+- `reconstruct`: `images`, `seed` int64 `[]` or `[B]` → as `serving_default`.
+- `reconstruct_encoded`: `images_bytes` string `[B]` (JPEG or PNG files) →
+  `reconstructions_bytes` string `[B]` (PNG files), `logits`; seed 0.
+- `classify`: `images` → `logits`.
+- `generate`: `logits` float32 `[B, K]`, `noise` float32 `[B, Z]` → `images` uint8
+  `[B, R, R, 3]`.
 
-Images cross the boundary as uint8 RGB in [0, 255] and of any height and width; inside the
-graph they are prepared as the training pipeline prepares its images (central square crop,
-antialiased resize to the model's resolution R, map to [-1, 1]). The noise of image i is a pure function of its seed (`noise_from_seeds`), so a
-request repeated with the same images and seeds returns the same reconstructions, whatever the
-batch it is sent in. TF Serving cannot make an input optional, hence two endpoints:
-`serving_default` (images only, seed 0) and `reconstruct` (seed required).
+Images cross the boundary as uint8 RGB in [0, 255], of any height and width; inside the graph
+they are prepared as the training pipeline prepares its images (central square crop,
+antialiased resize to R, map to [-1, 1]). The noise of image i is a pure function of its seed
+(`noise_from_seeds`), so a request repeated with the same images and seeds returns the same
+reconstructions, in whatever batch it is sent. TF Serving cannot make an input optional, hence
+two endpoints: `serving_default` (images only, seed 0) and `reconstruct` (seed required).
 
 Malformed inputs fail inside the graph with `INVALID_ARGUMENT` and a message saying what was
 expected: TF Serving does not check shapes against the signature, so the graph must.
 """
 
 import os
+import shutil
 import uuid
 
 import keras
@@ -74,18 +71,22 @@ def export_inverter(inverter, output, verbose=False):
     """
     archive = serving_archive(inverter)
     os.makedirs(output, exist_ok=True)
+    # Hidden and non-numeric: TF Serving ignores the folder while it is being written.
     staging = os.path.join(output, f".tmp-export-{uuid.uuid4().hex}")
-    archive.write_out(staging, verbose=verbose)
-    while True:
-        path = os.path.join(output, str(next_version(output)))
-        try:
-            # A directory rename is atomic, and fails if another export filled this number
-            # in the meantime; then take the next one.
-            os.rename(staging, path)
-            return path
-        except OSError:
-            if not os.path.isdir(path):
-                raise
+    try:
+        archive.write_out(staging, verbose=verbose)
+        while True:
+            path = os.path.join(output, str(next_version(output)))
+            try:
+                # A directory rename is atomic, and fails if another export filled this
+                # number in the meantime; then the next number is taken.
+                os.rename(staging, path)
+                return path
+            except OSError:
+                if not os.path.isdir(path):
+                    raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def next_version(output):
@@ -268,9 +269,15 @@ class ServingFunctions:
         images = tf.image.crop_to_bounding_box(
             images, (height - side) // 2, (width - side) // 2, side, side
         )
-        # At the model's resolution this resize is the identity.
         size = [self.resolution, self.resolution]
-        return tf.ensure_shape(tf.image.resize(images, size, antialias=True), [None, *size, 3])
+        # Images already at the model's resolution pass as they are: the resize would not
+        # change them, yet costs as much as a small generator at batch 64.
+        images = tf.cond(
+            tf.equal(side, self.resolution),
+            lambda: images,
+            lambda: tf.image.resize(images, size, antialias=True),
+        )
+        return tf.ensure_shape(images, [None, *size, 3])
 
 
 def noise_from_seeds(seeds, noise_dim):
@@ -299,8 +306,8 @@ def to_uint8(images):
 
 def _has_shape(x, shape):
     """Whether `x` has rank `len(shape)` and the sizes of `shape` that are not None."""
-    # The rank is prepended so that indexing stays in range (and the assert, not a slicing
-    # error, reports) whatever the rank of `x`.
+    # [rank, *dims, 0, ...]: the zero padding keeps the indexing in range whatever the rank
+    # of `x`, so the assert reports a bad rank rather than a slicing error.
     dims = tf.concat([[tf.rank(x)], tf.shape(x), tf.zeros([len(shape)], tf.int32)], 0)
     conditions = [tf.equal(dims[0], len(shape))]
     conditions += [tf.equal(dims[1 + i], size) for i, size in enumerate(shape) if size is not None]

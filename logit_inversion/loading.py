@@ -6,7 +6,6 @@ computes exactly what TF Serving would return for the same request.
 
 import os
 
-import numpy as np
 import tensorflow as tf
 
 from logit_inversion import export

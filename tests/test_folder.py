@@ -116,6 +116,11 @@ def test_decoded_pixels_are_rgb_uint8(messy):
             assert image.shape == RGB.shape, name
 
 
+def test_pil_fallback_keeps_the_top_byte_of_16_bit_images():
+    rgb = folder._pil_to_rgb(Image.fromarray(GREY16))  # what an exotic 16-bit file would take
+    np.testing.assert_array_equal(rgb, np.repeat((GREY16 >> 8).astype(np.uint8)[..., None], 3, -1))
+
+
 def test_class_folders_are_labelled_by_sorted_name(tmp_path, caplog):
     jpeg = _encode(RGB, "JPEG")
     _write(tmp_path / "data" / "zebra", {"a.jpg": jpeg, "b.jpg": jpeg})
@@ -166,6 +171,11 @@ def test_split_slices_partition_the_folder(tmp_path):
     head, tail = paths("train[:70%]"), paths("train[70%:]")
     assert len(head) == 7 and len(tail) == 3 and not set(head) & set(tail)
     assert sorted(head + tail) == sorted(paths("train"))
+    # Sliced in a fixed shuffled order, not by class: a small slice still has every class.
+    _write(tmp_path / "classes" / "a", {f"{i}.png": _encode(RGB[:4, :4], "PNG") for i in range(20)})
+    _write(tmp_path / "classes" / "b", {f"{i}.png": _encode(RGB[:4, :4], "PNG") for i in range(20)})
+    labels = [r["label"] for r in folder.load(str(tmp_path / "classes"), "train[:25%]")[0].as_numpy_iterator()]
+    assert len(labels) == 10 and set(labels) == {0, 1}
     with pytest.raises(ValueError, match="one split, 'train'.*split=test"):
         folder.load(source, "test")
     with pytest.raises(ValueError, match="extra_features"):

@@ -172,6 +172,11 @@ def test_unprepared_dataset_fails_in_one_line(tmp_path):
     assert "Failed to reach the download host" in message
 
 
+def test_bad_split_is_one_line(data_dir):
+    with pytest.raises(ValueError, match=r"splits: \['test', 'train'\].*split=validation$"):
+        _build(data_dir, split="validation")
+
+
 def test_unknown_extra_feature(data_dir):
     with pytest.raises(ValueError, match="extra_features.*shape_hue"):
         _build(data_dir, extra_features=["shape_hue"])
@@ -198,3 +203,16 @@ def test_cifar10_from_shared_data_dir():
     assert batch["image"].shape == (16, 32, 32, 3) and batch["label"].shape == (16,)
     assert -1.0 <= batch["image"].numpy().min() and batch["image"].numpy().max() <= 1.0
     assert set(batch["label"].numpy()) <= set(range(10))
+
+
+def test_shapes_passes_its_nuisance_factors_through(tmp_path):
+    shapes = pytest.importorskip("logit_inversion.data.shapes")
+    shapes.build_shapes(str(tmp_path), train_size=40, test_size=10)
+    factors = ["shape_hue", "background_hue", "position_x", "position_y", "scale", "rotation"]
+    dataset = pipeline.build_dataset("shapes", "test", resolution=32, batch_size=5, data_dir=str(tmp_path),
+                                     training=False, extra_features=factors)
+    batches = list(dataset)
+    assert len(batches) == 2
+    for name in factors:
+        assert batches[0][name].shape == (5,) and batches[0][name].dtype == tf.float32, name
+    assert batches[0]["image"].shape == (5, 32, 32, 3) and batches[0]["label"].dtype == tf.int32

@@ -163,13 +163,20 @@ def _load_tfds(source, split, *, data_dir, training, seed, input_context, extra_
 
     # Several files per pipeline: shard files, so each worker reads only its part. Fewer
     # (CIFAR-10 is one file): every worker reads all and keeps every n-th example.
-    num_files = len(builder.info.splits[split].file_instructions)
+    try:
+        num_files = len(builder.info.splits[split].file_instructions)
+    except (KeyError, ValueError) as error:
+        reason = " ".join(str(error).split())
+        raise ValueError(
+            f"Bad split for TFDS dataset '{source}' (splits: {sorted(builder.info.splits)}): "
+            f"{reason} Received: split={split}"
+        ) from None
     shard_files = input_context is not None and num_files >= input_context.num_input_pipelines
     read_config = tfds.ReadConfig(
+        # The same seed on every worker gives all the same file order, which keeps
+        # element-wise sharding disjoint.
         shuffle_seed=seed,
         input_context=input_context if shard_files else None,
-        # Same seed on every worker keeps element-wise sharding disjoint.
-        try_autocache=True,
     )
     records = builder.as_dataset(
         split=split,
@@ -180,12 +187,9 @@ def _load_tfds(source, split, *, data_dir, training, seed, input_context, extra_
     if not shard_files:
         records = _shard(records, input_context)
 
-    keep = ["image", *extra_features]
-    has_label = "label" in features and "label" not in extra_features
-    records = records.map(
-        lambda ex: {k: ex[k] for k in keep + (["label"] if has_label else [])},
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
+    has_label = "label" in features
+    keep = list(dict.fromkeys(["image", *(["label"] if has_label else []), *extra_features]))
+    records = records.map(lambda ex: {k: ex[k] for k in keep}, num_parallel_calls=tf.data.AUTOTUNE)
     image_feature = features["image"]
 
     def decode(record):

@@ -82,7 +82,8 @@ class LogitInverter(keras.Model):
         """Creates every variable (call inside `strategy.scope()`) and syncs the EMA copy."""
         r, k = self.resolution, self.num_classes
         images = ops.zeros((batch_size, r, r, 3))
-        logits = self.classifier(images)
+        # Not Φ(images): restored classifier functions refuse cross-replica context.
+        logits = ops.zeros((batch_size, k))
         noise = ops.zeros((batch_size, self.noise_dim))
         self.generator(logits, noise)
         self.ema_generator(logits, noise)

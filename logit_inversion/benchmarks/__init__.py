@@ -1,0 +1,1 @@
+"""Benchmarks: each module has `run(args) -> dict` of measurements, printed as JSON by `bin/benchmark`."""

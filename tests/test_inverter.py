@@ -1,0 +1,81 @@
+"""The LogitInverter's train step, EMA and frozen classifier."""
+
+import keras
+from keras import ops
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from logit_inversion import training
+
+
+@pytest.fixture
+def inverter(tiny_config):
+    tiny_config.ema_start = 0
+    tiny_config.ema_decay = 0.5
+    inv = training.build_inverter(tiny_config)
+    training.compile_inverter(inv, tiny_config)
+    return inv
+
+
+def _batch(n=16, r=32, seed=0):
+    return {"image": tf.random.stateless_uniform((n, r, r, 3), (seed, 1), -1.0, 1.0)}
+
+
+def test_classifier_is_frozen_and_never_reaches_an_optimizer(inverter):
+    # The tiny test classifier (logit_inversion.testing) keeps its weights in conv/dense.
+    model_vars = [inverter.classifier.model.conv, inverter.classifier.model.dense]
+    classifier_ids = {id(v) for v in model_vars}
+    assert inverter.classifier.trainable_weights == []
+    for opt in (inverter.g_optimizer, inverter.d_optimizer):
+        assert not classifier_ids & {id(getattr(v, "value", v)) for v in opt.variables}
+    before = [v.numpy() for v in model_vars]
+    inverter.train_step(_batch())
+    after = [v.numpy() for v in model_vars]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def test_train_step_updates_g_and_d_and_reports_finite_metrics(inverter):
+    g0 = [w.numpy() for w in inverter.generator.trainable_weights]
+    d0 = [w.numpy() for w in inverter.discriminator.trainable_weights]
+    logs = inverter.train_step(_batch())
+    assert set(logs) == {"d_loss", "g_loss", "d_real", "d_fake", "agreement"}
+    assert all(np.isfinite(float(v)) for v in logs.values())
+    assert 0.0 <= float(logs["agreement"]) <= 1.0
+    assert any(not np.allclose(a, w.numpy()) for a, w in zip(g0, inverter.generator.trainable_weights))
+    assert any(not np.allclose(a, w.numpy()) for a, w in zip(d0, inverter.discriminator.trainable_weights))
+    assert int(inverter.g_optimizer.iterations) == 1
+    assert int(inverter.d_optimizer.iterations) == inverter.d_steps
+
+
+def test_ema_follows_its_definition(inverter):
+    ema_before = [w.numpy() for w in inverter.ema_generator.weights]
+    inverter.train_step(_batch())
+    # step counter is 1 after the step, decay 0.5: ema = 0.5 ema + 0.5 g
+    for e0, e, g in zip(ema_before, inverter.ema_generator.weights, inverter.generator.weights):
+        np.testing.assert_allclose(e.numpy(), 0.5 * e0 + 0.5 * g.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_call_and_generate(inverter):
+    images = _batch(4)["image"]
+    rec = inverter(images)
+    assert tuple(rec.shape) == (4, 32, 32, 3)
+    assert float(ops.max(ops.abs(rec))) <= 1.0
+    logits = inverter.classifier(images)
+    noise = inverter.sample_noise(4, seed=(3, 4))
+    np.testing.assert_array_equal(inverter.generate(logits, noise), inverter.generate(logits, noise))
+    with pytest.raises(ValueError, match="d_steps"):
+        type(inverter)(inverter.classifier, inverter.generator, inverter.discriminator, d_steps=0)
+
+
+def test_extra_losses_change_the_generator_update(tiny_config):
+    results = []
+    for weight in (0.0, 10.0):
+        keras.utils.set_random_seed(0)
+        tiny_config.pixel_weight = weight
+        inv = training.build_inverter(tiny_config)
+        training.compile_inverter(inv, tiny_config)
+        keras.utils.set_random_seed(1)
+        inv.train_step(_batch())
+        results.append(inv.generator.trainable_weights[0].numpy())
+    assert not np.allclose(results[0], results[1])

@@ -1,0 +1,97 @@
+"""`training.train` end to end on tiny models: outputs, resume, bad input, NaN guard."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from logit_inversion import losses, training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _checkpoint_files(workdir):
+    d = os.path.join(workdir, "checkpoints")
+    return {f: os.path.getmtime(os.path.join(d, f)) for f in sorted(os.listdir(d))}
+
+
+def test_train_writes_outputs_and_resumes(tiny_config, tmp_path):
+    workdir = str(tmp_path / "run")
+    metrics = training.train(tiny_config, workdir, verbose=0)
+    for name in ("metrics.json", "reconstructions.png", "config.json", "tensorboard"):
+        assert os.path.exists(os.path.join(workdir, name)), name
+    with open(os.path.join(workdir, "metrics.json")) as f:
+        assert json.load(f) == metrics
+    assert metrics["steps"] == 4 and metrics["eval_examples"] == 16
+    assert 0.0 <= metrics["agreement"] <= 1.0 and metrics["images_per_second"] > 0
+    assert len(_checkpoint_files(workdir)) == 1 + 2 * 2    # index file + 2 checkpoints
+    tiny_config.num_steps = 8
+    tiny_config.keep_checkpoints = 2
+    assert training.train(tiny_config, workdir, verbose=0)["steps"] == 8
+    assert sorted(_checkpoint_files(workdir))[1:] == [
+        "ckpt-6.data-00000-of-00001", "ckpt-6.index", "ckpt-8.data-00000-of-00001",
+        "ckpt-8.index"]
+    restored = training.restore_inverter(workdir)
+    assert int(restored.g_optimizer.iterations) == 8
+
+
+def test_incompatible_config_names_the_key_and_keeps_checkpoints(tiny_config, tmp_path):
+    workdir = str(tmp_path / "run")
+    training.train(tiny_config, workdir, verbose=0)
+    before = _checkpoint_files(workdir)
+    tiny_config.model.ch = 8
+    with pytest.raises(ValueError, match=r"model\.ch=4.*model\.ch=8"):
+        training.train(tiny_config, workdir, verbose=0)
+    assert _checkpoint_files(workdir) == before
+
+
+def test_bad_strategy_and_missing_tpu_are_one_line_errors(tiny_config, tmp_path):
+    with pytest.raises(ValueError, match="strategy='gpu'.*") as e:
+        training.train(tiny_config, str(tmp_path / "a"), strategy="gpu")
+    assert "mirrored" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(RuntimeError, match="no TPU is reachable") as e:
+        training.train(tiny_config, str(tmp_path / "b"), strategy="tpu", tpu="grpc://127.0.0.1:1")
+    assert "\n" not in str(e.value)
+    assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_path, monkeypatch):
+    workdir = str(tmp_path / "run")
+    training.train(tiny_config, workdir, verbose=0)
+    good = _checkpoint_files(workdir)
+    monkeypatch.setattr(losses, "generator_hinge_loss", lambda s: s[0] * float("nan"))
+    tiny_config.num_steps = 8
+    with pytest.raises(FloatingPointError, match=r"g_loss became nan at step 5.*ckpt-4"):
+        training.train(tiny_config, workdir, verbose=0)
+    assert _checkpoint_files(workdir) == good
+
+
+def test_sigkill_then_rerun_resumes_at_saved_step(tiny_classifier_path, shapes_data_dir, tmp_path):
+    workdir = str(tmp_path / "run")
+    cmd = [sys.executable, os.path.join(ROOT, "bin", "train"), f"--workdir={workdir}",
+           f"--config.classifier={tiny_classifier_path}", f"--config.data_dir={shapes_data_dir}",
+           "--config.model.ch=4", "--config.model.noise_dim=16", "--config.model.embed_dim=8",
+           "--config.batch_size=8", "--config.num_steps=4000", "--config.checkpoint_every=2",
+           "--config.eval_examples=16", "--config.num_images=4", "--config.keep_checkpoints=2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    index = os.path.join(workdir, "checkpoints", "checkpoint")
+    deadline = time.time() + 120
+    while time.time() < deadline and not os.path.exists(index):
+        time.sleep(0.5)
+    time.sleep(2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert os.path.exists(index), "no checkpoint was written within 120 s"
+    with open(index) as f:
+        saved_step = int(f.readline().split("ckpt-")[1].strip().strip('"'))
+    assert saved_step >= 2
+    cmd[cmd.index("--config.num_steps=4000")] = f"--config.num_steps={saved_step + 2}"
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"from step {saved_step} to {saved_step + 2}" in out.stdout
+    with open(os.path.join(workdir, "metrics.json")) as f:
+        assert json.load(f)["steps"] == saved_step + 2
