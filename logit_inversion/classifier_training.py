@@ -271,12 +271,11 @@ def train_classifier(
         export_hub_savedmodel(network, input_size, staging)
         # Evaluate what ships: the exported SavedModel, through the same loader users call.
         # Clean accuracy on the whole test split; PGD (costly) on the first `eval_examples`.
-        clean = evaluate_classifier(
-            str(staging), dataset, "test", data_dir, 0.0, 0, batch_size, spec=spec
-        )
+        # Default batch size and seed, so `bin/evaluate_classifier` reproduces the numbers.
+        clean = evaluate_classifier(str(staging), dataset, "test", data_dir, 0.0, 0, spec=spec)
         robust = evaluate_classifier(
-            str(staging), dataset, "test", data_dir, epsilon, eval_pgd_steps, batch_size,
-            eval_examples, spec=spec,
+            str(staging), dataset, "test", data_dir, epsilon, eval_pgd_steps,
+            max_examples=eval_examples, spec=spec,
         )
         metadata.update(
             test_accuracy=clean["clean_accuracy"],
@@ -357,6 +356,7 @@ def evaluate_classifier(
     """
     clf = classifiers.load_classifier(classifier, spec)
     data = load_dataset(dataset, split, data_dir, batch_size, max_examples=max_examples)
+
     def logits_fn(images):
         # The frozen classifier takes [-1, 1]; attacks work in [0, 1] pixel units.
         return clf(images * 2.0 - 1.0)

@@ -138,6 +138,7 @@ _ACCEPTED_FORMS = (
 _KAGGLE_HANDLE = re.compile(r"^[\w.-]+/[\w.-]+/[\w.-]+/[\w.-]+(/\d+)?$")
 
 
+@keras.saving.register_keras_serializable(package="logit_inversion")
 class FrozenClassifier(keras.layers.Layer):
     """A loaded classifier as a frozen Keras layer: images in [-1, 1] to float32 logits.
 

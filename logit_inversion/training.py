@@ -112,7 +112,6 @@ def evaluate(inverter, config, workdir, strategy):
 def train(config, workdir, strategy="default", tpu=None, verbose=1):
     """Trains (or resumes) an inverter in `workdir`; returns and writes `metrics.json`."""
     strategy = distribute.get_strategy(strategy, tpu)   # bad name / no TPU: fail first
-    os.makedirs(workdir, exist_ok=True)
     checkpointing.check_compatible(workdir, config)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -123,6 +122,9 @@ def train(config, workdir, strategy="default", tpu=None, verbose=1):
             f"checkpoint_every={config.checkpoint_every}, "
             f"steps_per_execution={config.steps_per_execution}")
     keras.utils.set_random_seed(config.seed)
+    # Reading the fixed batch first makes a bad dataset name fail before anything is written.
+    fixed = next(iter(_eval_dataset(config, config.num_images)))["image"]
+    os.makedirs(workdir, exist_ok=True)
 
     with strategy.scope():
         inverter = build_inverter(config)
@@ -138,7 +140,6 @@ def train(config, workdir, strategy="default", tpu=None, verbose=1):
 
     guard = callbacks_lib.NanGuard()
     throughput = callbacks_lib.Throughput(config.steps_per_execution)
-    fixed = next(iter(_eval_dataset(config, config.num_images)))["image"]
     cbs = [guard, callbacks_lib.Checkpointer(manager, guard), throughput,
            callbacks_lib.TensorBoardLogger(os.path.join(workdir, "tensorboard"), fixed)]
     epochs = config.num_steps // config.checkpoint_every

@@ -28,7 +28,7 @@ def labelled_grid(originals, reconstructions, top_labels=None, bottom_labels=Non
     cell_w, cell_h = w * scale, h * scale + caption_height
     canvas = Image.new("RGB", (n * cell_w, 2 * cell_h + caption_height), "white")
     draw = ImageDraw.Draw(canvas)
-    draw.text((2, 0), "top: originals  bottom: reconstructions G(Φ(x), ε)", fill="black")
+    draw.text((2, 0), "top: originals   bottom: reconstructions G(Phi(x), eps)", fill="black")
     for row, (images, labels) in enumerate(((orig, top_labels), (rec, bottom_labels))):
         y0 = caption_height + row * cell_h
         for i in range(n):

@@ -181,6 +181,17 @@ def test_get_config_round_trip(mean_pixel_dir):
     assert clone.spec == clf.spec and clone.handle == clf.handle and clone.name == "clf"
 
 
+def test_keras_model_containing_the_classifier_round_trips(mean_pixel_dir, tmp_path):
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, load_classifier(mean_pixel_dir)(keras.layers.Conv2D(3, 1)(inputs)))
+    model.save(tmp_path / "model.keras")
+    reloaded = keras.saving.load_model(tmp_path / "model.keras")
+    images = np.random.default_rng(3).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(reloaded(images)), keras.ops.convert_to_numpy(model(images)), rtol=1e-5
+    )
+
+
 def test_bad_handle_lists_accepted_forms(tmp_path):
     for handle in ["no_such_model", str(tmp_path / "missing_dir"), str(tmp_path)]:
         with pytest.raises(ValueError) as error:

@@ -80,7 +80,7 @@ def messy(tmp_path):
 
 def test_messy_files_are_converted_or_skipped_with_one_warning_each(messy, caplog):
     directory, files = messy
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="absl"):
         index = folder.scan(directory)
     by_name = {os.path.basename(p): pil for p, pil in zip(index.paths, index.use_pil)}
     expected_good = {n: v == folder.PIL for n, (_, v, _) in files.items() if v != folder.SKIP}
@@ -126,7 +126,7 @@ def test_class_folders_are_labelled_by_sorted_name(tmp_path, caplog):
     _write(tmp_path / "data" / "zebra", {"a.jpg": jpeg, "b.jpg": jpeg})
     _write(tmp_path / "data" / "ant" / "nested", {"c.jpg": jpeg})
     _write(tmp_path / "data", {"stray.jpg": jpeg})
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="absl"):
         index = folder.scan(str(tmp_path / "data"))
     assert index.class_names == ["ant", "zebra"]
     labels = {os.path.basename(p): label for p, label in zip(index.paths, index.labels)}

@@ -56,7 +56,12 @@ def test_bad_strategy_and_missing_tpu_are_one_line_errors(tiny_config, tmp_path)
     with pytest.raises(RuntimeError, match="no TPU is reachable") as e:
         training.train(tiny_config, str(tmp_path / "b"), strategy="tpu", tpu="grpc://127.0.0.1:1")
     assert "\n" not in str(e.value)
-    assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")
+    tiny_config.dataset = "shapez"
+    with pytest.raises(ValueError, match="shapez") as e:
+        training.train(tiny_config, str(tmp_path / "c"))
+    assert "\n" not in str(e.value)
+    for name in "abc":
+        assert not os.path.exists(tmp_path / name)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_path, monkeypatch):
