@@ -24,6 +24,18 @@ DISCRIMINATOR = {
 }
 
 
+def _lookup(table, network, resolution, multipliers, default_outs):
+    if resolution not in table:
+        raise ValueError(f"No BigGAN {network} for resolution {resolution}; expected one of "
+                         f"{sorted(table)}. Received: resolution={resolution}")
+    if multipliers is None:
+        return tuple(default_outs)
+    if len(multipliers) != len(default_outs):
+        raise ValueError(f"A {resolution} px {network} has {len(default_outs)} blocks; got "
+                         f"{len(multipliers)} multipliers. Received: multipliers={multipliers}")
+    return tuple(multipliers)
+
+
 def generator_channels(resolution, ch, multipliers=None):
     """Returns [(in, out)] channel pairs of the generator blocks for `resolution`.
 
@@ -31,28 +43,15 @@ def generator_channels(resolution, ch, multipliers=None):
     narrow CPU demo; block i's input is block i-1's output, the first block's input is the
     first multiplier.
     """
-    if resolution not in GENERATOR:
-        raise ValueError(f"No BigGAN generator for resolution {resolution}; expected one of "
-                         f"{sorted(GENERATOR)}. Received: resolution={resolution}")
-    ins, outs = GENERATOR[resolution]
+    ins, outs = GENERATOR.get(resolution, ((), ()))
+    custom = _lookup(GENERATOR, "generator", resolution, multipliers, outs)
     if multipliers is not None:
-        if len(multipliers) != len(outs):
-            raise ValueError(f"A {resolution} px generator has {len(outs)} blocks; got "
-                             f"{len(multipliers)} multipliers. Received: multipliers={multipliers}")
-        outs = tuple(multipliers)
-        ins = (outs[0],) + outs[:-1]
+        ins, outs = (custom[0],) + custom[:-1], custom
     return [(i * ch, o * ch) for i, o in zip(ins, outs)]
 
 
 def discriminator_channels(resolution, ch, multipliers=None):
     """Returns [(out_channels, downsample)] for the discriminator blocks at `resolution`."""
-    if resolution not in DISCRIMINATOR:
-        raise ValueError(f"No BigGAN discriminator for resolution {resolution}; expected one "
-                         f"of {sorted(DISCRIMINATOR)}. Received: resolution={resolution}")
-    outs, down = DISCRIMINATOR[resolution]
-    if multipliers is not None:
-        if len(multipliers) != len(outs):
-            raise ValueError(f"A {resolution} px discriminator has {len(outs)} blocks; got "
-                             f"{len(multipliers)} multipliers. Received: multipliers={multipliers}")
-        outs = tuple(multipliers)
+    outs, down = DISCRIMINATOR.get(resolution, ((), ()))
+    outs = _lookup(DISCRIMINATOR, "discriminator", resolution, multipliers, outs)
     return [(o * ch, d) for o, d in zip(outs, down)]

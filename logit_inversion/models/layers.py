@@ -115,6 +115,31 @@ def _replica_mean(x):
     return ctx.all_reduce(tf.distribute.ReduceOp.MEAN, x)
 
 
+def _add_moving_statistics(layer, channels):
+    # aggregation="mean": replicas update them in replica context with identical values.
+    layer.moving_mean = layer.add_weight(
+        name="moving_mean", shape=(channels,), initializer="zeros", trainable=False,
+        aggregation="mean", autocast=False)
+    layer.moving_var = layer.add_weight(
+        name="moving_var", shape=(channels,), initializer="ones", trainable=False,
+        aggregation="mean", autocast=False)
+
+
+def _statistics(layer, x, training):
+    """(mean, variance) per channel: cross-replica batch statistics while training (and the
+    moving averages updated), the moving averages at inference."""
+    if not training:
+        return layer.moving_mean.value, layer.moving_var.value
+    xf = ops.cast(x, "float32")
+    mean = _replica_mean(ops.mean(xf, axis=(0, 1, 2)))
+    mean_sq = _replica_mean(ops.mean(ops.square(xf), axis=(0, 1, 2)))
+    var = ops.maximum(mean_sq - ops.square(mean), 0.0)
+    m = layer.momentum
+    layer.moving_mean.assign(m * layer.moving_mean + (1 - m) * mean)
+    layer.moving_var.assign(m * layer.moving_var + (1 - m) * var)
+    return mean, var
+
+
 class ConditionalBatchNorm(keras.layers.Layer):
     """BigGAN conditional batch norm with cross-replica batch statistics.
 
@@ -137,24 +162,10 @@ class ConditionalBatchNorm(keras.layers.Layer):
         if cond_shape is not None:
             self.gain.build(cond_shape)
             self.offset.build(cond_shape)
-        self.moving_mean = self.add_weight(
-            name="moving_mean", shape=(ch,), initializer="zeros", trainable=False,
-            aggregation="mean", autocast=False)
-        self.moving_var = self.add_weight(
-            name="moving_var", shape=(ch,), initializer="ones", trainable=False,
-            aggregation="mean", autocast=False)
+        _add_moving_statistics(self, ch)
 
     def call(self, x, cond, training=False):
-        if training:
-            xf = ops.cast(x, "float32")
-            mean = _replica_mean(ops.mean(xf, axis=(0, 1, 2)))
-            mean_sq = _replica_mean(ops.mean(ops.square(xf), axis=(0, 1, 2)))
-            var = ops.maximum(mean_sq - ops.square(mean), 0.0)
-            m = self.momentum
-            self.moving_mean.assign(m * self.moving_mean + (1 - m) * mean)
-            self.moving_var.assign(m * self.moving_var + (1 - m) * var)
-        else:
-            mean, var = self.moving_mean.value, self.moving_var.value
+        mean, var = _statistics(self, x, training)
         inv = ops.rsqrt(var + self.epsilon)
         x = (x - ops.cast(mean, x.dtype)) * ops.cast(inv, x.dtype)
         gain = 1.0 + self.gain(cond, training=training)
@@ -177,24 +188,10 @@ class BatchNorm(keras.layers.Layer):
         ch = x_shape[-1]
         self.gamma = self.add_weight(name="gamma", shape=(ch,), initializer="ones")
         self.beta = self.add_weight(name="beta", shape=(ch,), initializer="zeros")
-        self.moving_mean = self.add_weight(
-            name="moving_mean", shape=(ch,), initializer="zeros", trainable=False,
-            aggregation="mean", autocast=False)
-        self.moving_var = self.add_weight(
-            name="moving_var", shape=(ch,), initializer="ones", trainable=False,
-            aggregation="mean", autocast=False)
+        _add_moving_statistics(self, ch)
 
     def call(self, x, training=False):
-        if training:
-            xf = ops.cast(x, "float32")
-            mean = _replica_mean(ops.mean(xf, axis=(0, 1, 2)))
-            mean_sq = _replica_mean(ops.mean(ops.square(xf), axis=(0, 1, 2)))
-            var = ops.maximum(mean_sq - ops.square(mean), 0.0)
-            m = self.momentum
-            self.moving_mean.assign(m * self.moving_mean + (1 - m) * mean)
-            self.moving_var.assign(m * self.moving_var + (1 - m) * var)
-        else:
-            mean, var = self.moving_mean.value, self.moving_var.value
+        mean, var = _statistics(self, x, training)
         inv = ops.rsqrt(var + self.epsilon)
         scale = ops.cast(inv * self.gamma, x.dtype)
         return (x - ops.cast(mean, x.dtype)) * scale + ops.cast(self.beta, x.dtype)
