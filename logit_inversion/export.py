@@ -16,7 +16,7 @@ model holds the frozen classifier Φ and the EMA generator G and serves these si
 
 Images cross the boundary as uint8 RGB in [0, 255], of any height and width; inside the graph
 they are prepared as the training pipeline prepares its images (central square crop,
-antialiased resize to R, map to [-1, 1]). The noise of image i is a pure function of its seed
+anti-aliased resize to R, map to [-1, 1]). The noise of image i is a pure function of its seed
 (`noise_from_seeds`), so a request repeated with the same images and seeds returns the same
 reconstructions, in whatever batch it is sent. TF Serving cannot make an input optional, hence
 two endpoints: `serving_default` (images only, seed 0) and `reconstruct` (seed required).
@@ -263,21 +263,8 @@ class ServingFunctions:
         return pipeline.to_model_range(tf.map_fn(decode, images_bytes, fn_output_signature=spec))
 
     def _crop_and_resize(self, images):
-        """The training pipeline's central square crop and antialiased resize, for a batch."""
-        height, width = tf.shape(images)[1], tf.shape(images)[2]
-        side = tf.minimum(height, width)
-        images = tf.image.crop_to_bounding_box(
-            images, (height - side) // 2, (width - side) // 2, side, side
-        )
-        size = [self.resolution, self.resolution]
-        # Images already at the model's resolution pass as they are: the resize would not
-        # change them, yet costs as much as a small generator at batch 64.
-        images = tf.cond(
-            tf.equal(side, self.resolution),
-            lambda: images,
-            lambda: tf.image.resize(images, size, antialias=True),
-        )
-        return tf.ensure_shape(images, [None, *size, 3])
+        """The training pipeline's central square crop and resize, for a batch."""
+        return pipeline.center_crop_and_resize(images, self.resolution)
 
 
 def noise_from_seeds(seeds, noise_dim):
