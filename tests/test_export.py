@@ -333,7 +333,9 @@ def test_readme_snippets(exported, monkeypatch):
     assert namespace["images_edited"].shape == (2, r, r, 3)
     # The Keras model built on TFSMLayer computes what `load(...).reconstruct` does.
     expected = namespace["inverter"].reconstruct(namespace["images"], seed=[1, 2])
-    np.testing.assert_array_equal(namespace["reconstructions"], expected["reconstructions"])
+    # Same graph, other call path: float rounding may move a pixel across a uint8 boundary.
+    np.testing.assert_allclose(namespace["reconstructions"].astype(int),
+                               expected["reconstructions"].astype(int), atol=1)
 
 
 # ---- bin/export -------------------------------------------------------------------------
