@@ -1,11 +1,9 @@
 """Keras callbacks that turn `fit()` into a resumable, observable training run."""
 
 import math
-import os
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from logit_inversion import visualize

@@ -22,7 +22,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from keras import layers, ops
+from keras import layers
 
 import logit_inversion.data.shapes  # noqa: F401  (registers the `shapes` TFDS builder)
 from logit_inversion import adversarial, classifiers

@@ -3,7 +3,6 @@
 import json
 import os
 
-import ml_collections
 import numpy as np
 import tensorflow as tf
 
@@ -59,7 +58,3 @@ def tiny_config(classifier, data_dir, **overrides):
             node = node[part]
         node[target] = value
     return c
-
-
-def tiny_config_dict(**kwargs):
-    return ml_collections.ConfigDict(tiny_config(**kwargs))

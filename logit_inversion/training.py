@@ -4,7 +4,6 @@
 resumes from the newest checkpoint (weights, EMA, optimizer state, step).
 """
 
-import json
 import math
 import os
 import time
@@ -12,7 +11,6 @@ import time
 from absl import logging
 import keras
 import numpy as np
-import tensorflow as tf
 
 from logit_inversion import callbacks as callbacks_lib
 from logit_inversion import checkpointing, distribute, visualize
@@ -81,8 +79,9 @@ def _eval_dataset(config, batch_size):
     return ds.take(max(config.eval_examples // batch_size, 1))
 
 
-def evaluate(inverter, config, workdir, strategy):
-    """Held-out agreement and the labelled reconstruction grid."""
+def evaluate(inverter, config, workdir, images):
+    """Held-out agreement, and the labelled reconstruction grid of `images` (the run's fixed
+    eval batch, already read once for TensorBoard)."""
     eval_batch = min(100, config.eval_examples)
     eval_ds = _eval_dataset(config, eval_batch)
     # Cardinality is unknown after filtering decoders, so count (cheap next to evaluating).
@@ -91,8 +90,6 @@ def evaluate(inverter, config, workdir, strategy):
         raise ValueError(f"Eval split {config.eval_split!r} of {config.dataset!r} has fewer "
                          f"than {eval_batch} images.")
     result = inverter.evaluate(eval_ds, verbose=0, return_dict=True)
-    batch = next(iter(_eval_dataset(config, config.num_images)))
-    images = batch["image"]
     logits = inverter.classifier(images)
     recon = inverter.generate(logits, inverter.sample_noise(len(images), seed=(1, 2)))
     recon_logits = inverter.classifier(recon)
@@ -156,7 +153,7 @@ def train(config, workdir, strategy="default", tpu=None, verbose=1):
             f"{key} became {value} at step {step}; training stopped. The last good "
             f"checkpoint ({last}) is kept; lower the learning rates or resume from it.")
 
-    metrics = evaluate(inverter, config, workdir, strategy)
+    metrics = evaluate(inverter, config, workdir, fixed)
     global_batch = config.batch_size * config.d_steps
     metrics.update({
         "steps": int(inverter.g_optimizer.iterations.numpy()),

@@ -10,7 +10,6 @@ from keras import ops
 import tensorflow as tf
 
 from logit_inversion import losses, metrics
-from logit_inversion.models.discriminator import Discriminator
 from logit_inversion.models.generator import Generator
 
 
