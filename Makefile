@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= runs/demo
 
-.PHONY: demo test install benchmark clean
+.PHONY: demo test test-slow install benchmark clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,10 @@ demo: install
 	@echo "Outputs: $(WORKDIR)/metrics.json, $(WORKDIR)/reconstructions.png, TensorBoard logs in $(WORKDIR)/tensorboard"
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not slow" tests
+
+test-slow: install
+	$(PY) -m pytest -q -m slow tests
 
 benchmark: install
 	$(PY) bin/benchmark all

@@ -16,8 +16,8 @@ _LAZY = {
     "build_dataset": ("logit_inversion.data.pipeline", "build_dataset"),
     "train": ("logit_inversion.training", "train"),
     "restore_inverter": ("logit_inversion.training", "restore_inverter"),
-    "export_inverter": ("logit_inversion.export", "export_inverter"),
-    "load": ("logit_inversion.loading", "load"),
+    "export_inverter": ("logit_inversion.serving.export", "export_inverter"),
+    "load": ("logit_inversion.serving.loading", "load"),
 }
 
 __all__ = sorted(_LAZY)

@@ -20,6 +20,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from logit_inversion import testing, training  # noqa: E402
+from logit_inversion.training import trainer  # noqa: E402
 
 
 def run(mode):
@@ -34,7 +35,7 @@ def run(mode):
     with strategy.scope():
         inverter = training.build_inverter(config)
         training.compile_inverter(inverter, config)
-    history = inverter.fit(training._train_dataset(config, strategy), epochs=1, steps_per_epoch=4,
+    history = inverter.fit(trainer._train_dataset(config, strategy), epochs=1, steps_per_epoch=4,
                            verbose=0)
     result = {"logs": {k: float(v[-1]) for k, v in history.history.items()},
               "replicas": strategy.num_replicas_in_sync,

@@ -25,3 +25,8 @@ def shapes_data_dir(tmp_path_factory):
 def tiny_config(tiny_classifier_path, shapes_data_dir):
     from logit_inversion import testing
     return testing.tiny_config(tiny_classifier_path, shapes_data_dir)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: minutes-long checks left out of `make test`; run with `make test-slow`.")

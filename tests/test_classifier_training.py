@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from logit_inversion import adversarial, classifier_training, classifiers
+from logit_inversion.classifiers import adversarial, frozen as classifiers, training as classifier_training
 from logit_inversion.data import shapes
 
 REPO = Path(__file__).resolve().parents[1]

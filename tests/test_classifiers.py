@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from logit_inversion import classifiers
+from logit_inversion.classifiers import frozen as classifiers
 from logit_inversion.classifiers import ClassifierSpec, load_classifier
 
 

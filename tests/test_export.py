@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from logit_inversion import checkpointing, export, loading, testing, training
+from logit_inversion import testing, training
+from logit_inversion.serving import export, loading
+from logit_inversion.training import checkpoints as checkpointing
 from logit_inversion.data import pipeline
 
 REPO = Path(__file__).resolve().parents[1]

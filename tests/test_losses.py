@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from logit_inversion import losses, metrics
+from logit_inversion.models import losses, metrics
 
 
 def test_discriminator_hinge_loss_matches_definition():

@@ -20,7 +20,8 @@ import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from logit_inversion import export, serving_client, testing, training
+from logit_inversion import testing, training
+from logit_inversion.serving import client as serving_client, export
 
 MODEL = "demo"
 

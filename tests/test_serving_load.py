@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from logit_inversion import export, loading, testing, training
+from logit_inversion import testing, training
+from logit_inversion.serving import export, loading
 from logit_inversion.benchmarks import serving as serving_benchmark
 
 HERE = Path(__file__).resolve().parent

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from logit_inversion import losses, training
+from logit_inversion import training
+from logit_inversion.models import losses
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -23,7 +23,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from logit_inversion import export, loading
+from logit_inversion.serving import export, loading
 
 DEFAULTS = {
     "batch_size": 64,

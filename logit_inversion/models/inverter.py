@@ -9,7 +9,7 @@ import keras
 from keras import ops
 import tensorflow as tf
 
-from logit_inversion import losses, metrics
+from logit_inversion.models import losses, metrics
 from logit_inversion.models.generator import Generator
 
 

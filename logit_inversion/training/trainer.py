@@ -12,8 +12,9 @@ from absl import logging
 import keras
 import numpy as np
 
-from logit_inversion import callbacks as callbacks_lib
-from logit_inversion import checkpointing, distribute, visualize
+from logit_inversion.training import callbacks as callbacks_lib
+from logit_inversion import visualize
+from logit_inversion.training import checkpoints as checkpointing, strategies as distribute
 from logit_inversion.classifiers import load_classifier
 from logit_inversion.data.pipeline import build_dataset
 from logit_inversion.models.discriminator import Discriminator

@@ -1,6 +1,6 @@
 """`load(path)`: an exported inverter as a Python object with numpy in, numpy out.
 
-The object calls the SavedModel's serving signatures (see `logit_inversion.export`), so it
+The object calls the SavedModel's serving signatures (see `logit_inversion.serving.export`), so it
 computes exactly what TF Serving would return for the same request.
 """
 
@@ -8,7 +8,7 @@ import os
 
 import tensorflow as tf
 
-from logit_inversion import export
+from logit_inversion.serving import export
 
 
 def load(path):

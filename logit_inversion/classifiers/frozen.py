@@ -31,7 +31,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-SAVEDMODELS_DIR = Path(__file__).resolve().parents[1] / "savedmodels"
+SAVEDMODELS_DIR = Path(__file__).resolve().parents[2] / "savedmodels"
 METADATA_FILENAME = "metadata.json"
 
 SHAPES_CLASS_NAMES = ("circle", "square", "triangle", "plus", "ring", "star")

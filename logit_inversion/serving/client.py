@@ -3,7 +3,7 @@
 gRPC requests are `PredictRequest` protos whose inputs are `TensorProto`s; REST bodies are JSON
 dicts, in the columnar form (`"inputs"`) for arrays and the row form (`"instances"`) for
 encoded pictures, whose bytes travel as `{"b64": ...}`. Signature names and input keys are the
-ones `logit_inversion.export` writes.
+ones `logit_inversion.serving.export` writes.
 
 Example:
     >>> request = reconstruct_request("demo", images, seed=[1, 2])
@@ -21,7 +21,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from logit_inversion import export
+from logit_inversion.serving import export
 
 # gRPC: one input key → its dtype, per signature.
 _INPUT_DTYPES = {

@@ -25,7 +25,7 @@ import tensorflow_datasets as tfds
 from keras import layers
 
 import logit_inversion.data.shapes  # noqa: F401  (registers the `shapes` TFDS builder)
-from logit_inversion import adversarial, classifiers
+from logit_inversion.classifiers import adversarial, frozen as classifiers
 
 MODES = ("standard", "fgsm_rs", "pgd")
 DEFAULT_EPSILON = 8 / 255
