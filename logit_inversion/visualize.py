@@ -1,7 +1,11 @@
 """Image grids: originals above their reconstructions, optionally labelled."""
 
+import io
+
 import numpy as np
 from PIL import Image, ImageDraw
+
+from logit_inversion import files
 
 
 def to_uint8(images):
@@ -37,3 +41,10 @@ def labelled_grid(originals, reconstructions, top_labels=None, bottom_labels=Non
             if labels is not None:
                 draw.text((i * cell_w + 2, y0 + h * scale), str(labels[i])[:10], fill="black")
     return canvas
+
+
+def save_png(image, path):
+    """Writes the PIL `image` as a PNG to `path` (local or `gs://`), atomically."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    files.write_atomic(path, buffer.getvalue())

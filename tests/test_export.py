@@ -276,6 +276,59 @@ def test_malformed_inputs_are_invalid_argument_saying_what_was_expected(
         _call(exported, signature, **make_inputs(k, z))
 
 
+@pytest.mark.parametrize("bad", ["logits", "noise"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_generate_refuses_nan_and_inf(exported, bad, value):
+    k, z = exported.inverter.num_classes, exported.inverter.noise_dim
+    inputs = {"logits": _float(3, k), "noise": _float(3, z)}
+    inputs[bad][1, 0] = value   # row 1 only
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=rf"`{bad}` must be finite; these rows hold NaN or Inf:\] \[1\]"):
+        _call(exported, "generate", **inputs)
+
+
+def test_an_empty_batch_gives_empty_outputs_in_every_signature(exported):
+    k, z = exported.inverter.num_classes, exported.inverter.noise_dim
+    r = exported.inverter.resolution
+    empty = np.zeros((0, 20, 20, 3), np.uint8)
+    expected = {
+        "serving_default": ({"images": empty}, {"reconstructions": (0, r, r, 3), "logits": (0, k),
+                                               "noise": (0, z)}),
+        "reconstruct": ({"images": empty, "seed": np.array(0)},
+                        {"reconstructions": (0, r, r, 3), "logits": (0, k), "noise": (0, z)}),
+        "reconstruct_encoded": ({"images_bytes": np.zeros((0,), object)},
+                                {"reconstructions_bytes": (0,), "logits": (0, k)}),
+        "classify": ({"images": empty}, {"logits": (0, k)}),
+        "generate": ({"logits": _float(0, k), "noise": _float(0, z)}, {"images": (0, r, r, 3)}),
+    }
+    for signature, (inputs, shapes) in expected.items():
+        outputs = _call(exported, signature, **inputs)
+        assert {key: value.shape for key, value in outputs.items()} == shapes, signature
+
+
+def test_reconstruct_encoded_turns_jpegs_upright_by_exif(exported):
+    from PIL import Image, ImageOps
+    import io
+    rng = np.random.default_rng(4)
+    picture = np.repeat(np.repeat(rng.integers(0, 256, (6, 10, 3), np.uint8), 4, 0), 4, 1)
+    image = Image.fromarray(picture)
+    exif = image.getexif()
+    exif[0x0112] = 6   # stored sideways: "rotate 90° clockwise to view"
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=95, exif=exif.tobytes())
+    contents = buffer.getvalue()
+    stored = tf.io.decode_jpeg(contents).numpy()   # TensorFlow ignores the tag
+    upright = np.rot90(stored, k=-1)                # what orientation 6 asks for
+    pil = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(contents))).convert("RGB"))
+    assert stored.shape == (24, 40, 3) and upright.shape == pil.shape == (40, 24, 3)
+    assert np.abs(upright.astype(int) - pil).mean() < 3   # PIL agrees (up to its JPEG decoder)
+    got = _call(exported, "reconstruct_encoded", images_bytes=np.array([contents], object))
+    as_upright = _call(exported, "classify", images=np.ascontiguousarray(upright[None]))["logits"]
+    as_stored = _call(exported, "classify", images=stored[None])["logits"]
+    assert np.abs(as_upright - as_stored).max() > 1e-3   # the test can tell them apart
+    np.testing.assert_allclose(got["logits"], as_upright, atol=1e-4)
+
+
 # ---- loading ----------------------------------------------------------------------------
 
 
@@ -353,3 +406,22 @@ def test_bin_export_writes_next_version_and_prints_it(workdir, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == str(output / "1")
     assert tf.saved_model.contains_saved_model(str(output / "1"))
+
+
+def test_export_output_that_is_a_file_is_one_line(workdir, tmp_path):
+    existing = tmp_path / "model.txt"
+    existing.write_text("not a folder")
+    for output, where in [(existing, "is a file"), (existing / "sub", "which is a file")]:
+        with pytest.raises(ValueError, match=where) as error:
+            export.export_inverter(workdir.inverter, str(output))
+        assert "\n" not in str(error.value)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bin" / "export"), "--workdir", workdir.path,
+         "--output", str(existing)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"bin/export: error: The export output must be a model folder (created if missing); "
+        f"{existing} is a file. Received: output={existing}")
+    assert existing.read_text() == "not a folder"

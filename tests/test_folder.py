@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
+from PIL import Image, ImageOps
 
 from logit_inversion.data import folder, pipeline
 
@@ -215,3 +215,29 @@ def test_a_file_vanishing_mid_run_costs_one_example(tmp_path):
     dataset = pipeline.build_dataset(str(tmp_path / "flat"), "train", resolution=8, batch_size=1, training=False)
     os.remove(tmp_path / "flat" / "3.png")  # after the start-up scan
     assert len(list(dataset)) == 4
+
+
+def _with_orientation(array, orientation):
+    """JPEG bytes of `array` whose EXIF Orientation tag is `orientation` (1-8)."""
+    image = Image.fromarray(array)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    return _encode(image, "JPEG", quality=95, exif=exif.tobytes())
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_like_pil(tmp_path, orientation):
+    # A landscape picture with a red top-left corner, stored as phones store portrait shots.
+    picture = np.zeros((24, 40, 3), np.uint8)
+    picture[:8, :12] = [255, 0, 0]
+    contents = _with_orientation(picture, orientation)
+    _write(tmp_path / "photos", {"photo.jpg": contents})
+    records, decode = folder.load(str(tmp_path / "photos"))
+    image = decode(next(iter(records)))["image"].numpy()
+    with Image.open(io.BytesIO(contents)) as reference:
+        upright = np.asarray(ImageOps.exif_transpose(reference).convert("RGB"))
+    assert image.shape == upright.shape == ((24, 40, 3) if orientation <= 4 else (40, 24, 3))
+    assert np.abs(image.astype(int) - upright).max() <= 8   # two JPEG decoders
+    # The PIL fallback turns the same file upright too.
+    assert np.abs(folder._decode_with_pil(str(tmp_path / "photos" / "photo.jpg")).astype(int)
+                  - upright).max() == 0

@@ -79,3 +79,53 @@ def test_extra_losses_change_the_generator_update(tiny_config):
         inv.train_step(_batch())
         results.append(inv.generator.trainable_weights[0].numpy())
     assert not np.allclose(results[0], results[1])
+
+
+def test_no_hidden_optimizer_and_ema_generator_is_not_trainable(inverter):
+    # Keras's default "rmsprop" would be built over every trainable variable in `fit`.
+    assert inverter.optimizer is None
+    with pytest.raises(ValueError, match="optimizer="):
+        inverter.compile(inverter.g_optimizer, inverter.d_optimizer, optimizer="adam")
+    inverter.fit(tf.data.Dataset.from_tensors(_batch()).repeat(), steps_per_epoch=1, verbose=0)
+    assert inverter.optimizer is None
+    assert inverter.ema_generator.trainable_weights == []
+    ema_ids = {id(w) for w in inverter.ema_generator.weights}
+    assert len(ema_ids) == len(inverter.generator.weights)
+    assert not ema_ids & {id(w) for w in inverter.trainable_weights}
+    # Exactly G's and D's weights train.
+    expected = {id(w) for w in inverter.generator.trainable_weights
+                + inverter.discriminator.trainable_weights}
+    assert {id(w) for w in inverter.trainable_weights} == expected
+
+
+def test_checkpoints_restore_the_ema_generator_by_name(inverter, tiny_config, tmp_path):
+    inverter.train_step(_batch())
+    checkpoint = tf.train.Checkpoint(ema_generator=inverter.ema_generator)
+    path = checkpoint.write(str(tmp_path / "ckpt"))
+    names = {name for name, _ in tf.train.list_variables(path)}
+    assert "ema_generator/block0/bn1/moving_mean/.ATTRIBUTES/VARIABLE_VALUE" in names
+    fresh = training.build_inverter(tiny_config)
+    tf.train.Checkpoint(ema_generator=fresh.ema_generator).read(path).assert_consumed()
+    for a, b in zip(inverter.ema_generator.weights, fresh.ema_generator.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_training_noise_follows_seed_and_step(tiny_config):
+    def losses(seed, steps=1):
+        keras.utils.set_random_seed(0)       # same initial weights
+        tiny_config.seed = seed
+        inv = training.build_inverter(tiny_config)
+        training.compile_inverter(inv, tiny_config)
+        keras.utils.set_random_seed(123)     # stateful RNG must not matter
+        return [float(inv.train_step(_batch(seed=s))["g_loss"]) for s in range(steps)]
+    assert losses(0) == losses(0)
+    assert losses(0) != losses(1)
+
+
+def test_held_out_evaluation_repeats_and_reports_every_tracker(inverter):
+    dataset = tf.data.Dataset.from_tensor_slices(_batch(10)["image"]).batch(4)
+    first = inverter.evaluate(dataset, verbose=0, return_dict=True)
+    assert set(first) == {"d_loss", "g_loss", "d_real", "d_fake", "agreement"}
+    assert first == inverter.evaluate(dataset, verbose=0, return_dict=True)
+    # Per-example means: agreement over 10 images is a multiple of 1/10.
+    assert round(first["agreement"] * 10, 4) == round(first["agreement"] * 10)

@@ -89,3 +89,37 @@ def test_paper_128_config_builds_and_reports_parameter_counts(monkeypatch):
     # BigGAN reports 70.4 M (G) and 87.9 M (D) with a 1000-class embedding.
     assert 65e6 < g_params < 76e6
     assert 82e6 < d_params < 94e6
+
+
+@pytest.fixture
+def bfloat16_policy():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_logit_projections_stay_float32_under_mixed_bfloat16(bfloat16_policy):
+    """bfloat16 keeps ~3 significant digits: 5.000 and 5.001 would be the same logit."""
+    g = Generator(resolution=32, ch=4, noise_dim=16, embed_dim=8)
+    d = Discriminator(resolution=32, ch=4, attention_resolution=0)
+    z1 = np.full((2, 6), 5.0, "float32")
+    z2 = z1.copy()
+    z2[:, 3] += 1e-3
+    noise = keras.random.normal((2, 16))
+    images = g(z1, noise)
+    assert g.compute_dtype == "bfloat16" and d.compute_dtype == "bfloat16"
+    assert g.embed.compute_dtype == "float32"
+    assert d.logit_embedding.compute_dtype == "float32"
+    p1, p2 = (ops.convert_to_numpy(g.embed(z)) for z in (z1, z2))
+    assert p1.dtype == np.float32 and not np.array_equal(p1, p2)
+    s1, s2 = (ops.convert_to_numpy(d(images, z)) for z in (z1, z2))
+    assert s1.dtype == np.float32 and not np.array_equal(s1, s2)
+
+
+def test_replica_identical_state_aggregates_from_the_first_replica():
+    g = Generator(resolution=32, ch=4, noise_dim=16, embed_dim=8)
+    g(keras.random.normal((2, 6)), keras.random.normal((2, 16)))
+    state = [v for v in g.weights if v.name in ("sn_u", "moving_mean", "moving_var")]
+    assert len(state) > 20
+    assert {v.aggregation for v in state} == {"only_first_replica"}
+    assert all(v.aggregation == "none" for v in g.trainable_weights)

@@ -216,3 +216,16 @@ def test_shapes_passes_its_nuisance_factors_through(tmp_path):
     for name in factors:
         assert batches[0][name].shape == (5,) and batches[0][name].dtype == tf.float32, name
     assert batches[0]["image"].shape == (5, 32, 32, 3) and batches[0]["label"].dtype == tf.int32
+
+
+def test_typo_of_this_packages_dataset_suggests_it_first(monkeypatch):
+    # As in a fresh process, where TFDS does not know `shapes` until data/shapes.py is imported.
+    builders = tfds.list_builders
+    monkeypatch.setattr(tfds, "list_builders",
+                        lambda **kwargs: [n for n in builders(**kwargs) if n != "shapes"])
+    with pytest.raises(ValueError) as error:
+        pipeline.build_dataset("shpaes", "train", resolution=32, batch_size=2)
+    message = str(error.value)
+    assert message.startswith("'shpaes' is not a registered TFDS dataset nor an existing folder; "
+                              "did you mean shapes, "), message
+    assert "\n" not in message

@@ -172,3 +172,53 @@ def test_benchmark_runs_on_both_sides(inverter, saved_model):
     assert "keras" not in alone and alone["overhead_pct"] is None
     with pytest.raises(ValueError, match="Unknown serving benchmark options"):
         serving_benchmark.run(saved_model, {"batch": 3})
+
+
+# ---- the Python wrapper refuses what the cast or broadcast would silently change -------------
+
+
+@pytest.fixture(scope="module")
+def loaded(saved_model):
+    return loading.load(saved_model)
+
+
+@pytest.mark.parametrize("images, message", [
+    (np.full((1, 8, 8, 3), 0.5, np.float32), "`images` must be uint8 RGB images [batch, height, "
+     "width, 3] in [0, 255], not float32: convert explicitly"),
+    (np.full((1, 8, 8, 3), 300, np.int64), "`images` must be uint8 pixel values in [0, 255]; "
+     "these integers span [300, 300] and would wrap around"),
+    (np.full((1, 8, 8, 3), -1, np.int32), "these integers span [-1, -1]"),
+])
+def test_non_uint8_images_are_refused_not_truncated(loaded, images, message):
+    for method in (loaded.classify, loaded.reconstruct):
+        with pytest.raises(ValueError) as error:
+            method(images)
+        assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_integer_images_in_range_are_exact(loaded):
+    images = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3))   # int64
+    np.testing.assert_array_equal(loaded.classify(images), loaded.classify(images.astype(np.uint8)))
+
+
+def test_seed_per_image_must_match_the_batch(loaded):
+    logits = np.zeros((2, loaded.num_classes), np.float32)
+    with pytest.raises(ValueError) as error:
+        loaded.generate(logits, seed=[1, 2, 3])
+    assert str(error.value) == ("`seed` must be an int or one int per image (2 here). "
+                                "Received: seed=[1, 2, 3]")
+    with pytest.raises(ValueError, match=r"one int per image \(2 here\)"):
+        loaded.reconstruct(np.zeros((2, 8, 8, 3), np.uint8), seed=[1, 2, 3])
+    assert loaded.generate(logits, seed=[1, 2]).shape[0] == 2
+
+
+def test_empty_version_folder_is_a_clear_error(tmp_path):
+    model = tmp_path / "model"
+    (model / "1").mkdir(parents=True)
+    with pytest.raises(ValueError) as error:
+        loading.load(str(model))
+    assert str(error.value).startswith(
+        f"The newest version folder {model / '1'} holds no SavedModel (no saved_model.pb)")
+    with pytest.raises(ValueError, match="holds no SavedModel") as error:
+        loading.load(str(model / "1"))
+    assert "\n" not in str(error.value)

@@ -11,6 +11,7 @@ import pytest
 
 from logit_inversion import training
 from logit_inversion.models import losses
+from logit_inversion.models.inverter import LogitInverter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,9 +21,34 @@ def _checkpoint_files(workdir):
     return {f: os.path.getmtime(os.path.join(d, f)) for f in sorted(os.listdir(d))}
 
 
-def test_train_writes_outputs_and_resumes(tiny_config, tmp_path):
+def _record_calls(monkeypatch):
+    """Records standing-statistics passes (batches asked, used) and evaluations, in order."""
+    calls = []
+    accumulate, evaluate = LogitInverter.accumulate_standing_stats, LogitInverter.evaluate
+
+    def standing(self, images, num_batches):
+        used = accumulate(self, images, num_batches)
+        calls.append(("standing", num_batches, used))
+        return used
+
+    def evaluating(self, *args, **kwargs):
+        calls.append(("evaluate",))
+        return evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogitInverter, "accumulate_standing_stats", standing)
+    monkeypatch.setattr(LogitInverter, "evaluate", evaluating)
+    return calls
+
+
+def test_train_writes_outputs_and_resumes(tiny_config, tmp_path, recwarn, monkeypatch):
     workdir = str(tmp_path / "run")
+    calls = _record_calls(monkeypatch)
+    tiny_config.standing_stats_batches = 3
     metrics = training.train(tiny_config, workdir, verbose=0)
+    # Standing statistics of G_ema come before the final evaluation.
+    assert calls == [("standing", 3, 3), ("evaluate",)]
+    # Evaluation runs an explicit number of steps: Keras never reads past the data.
+    assert not [w for w in recwarn if "ran out of data" in str(w.message)]
     for name in ("metrics.json", "reconstructions.png", "config.json", "tensorboard"):
         assert os.path.exists(os.path.join(workdir, name)), name
     with open(os.path.join(workdir, "metrics.json")) as f:
@@ -38,6 +64,8 @@ def test_train_writes_outputs_and_resumes(tiny_config, tmp_path):
         "ckpt-8.index"]
     restored = training.restore_inverter(workdir)
     assert int(restored.g_optimizer.iterations) == 8
+    # Twice more for the resumed run, and once on restoring (what bin/export serves).
+    assert calls[2:] == [("standing", 3, 3), ("evaluate",), ("standing", 3, 3)]
 
 
 def test_incompatible_config_names_the_key_and_keeps_checkpoints(tiny_config, tmp_path):
@@ -99,5 +127,6 @@ def test_sigkill_then_rerun_resumes_at_saved_step(tiny_classifier_path, shapes_d
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"from step {saved_step} to {saved_step + 2}" in out.stdout
+    assert "ran out of data" not in out.stderr
     with open(os.path.join(workdir, "metrics.json")) as f:
         assert json.load(f)["steps"] == saved_step + 2

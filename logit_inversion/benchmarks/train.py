@@ -1,20 +1,135 @@
-"""Train-step throughput of a config (default: the demo) on an in-memory batch.
+"""Train-step speed of any config, as a fraction of this machine's matmul peak.
 
-Data loading is excluded on purpose, so the figure is what the model consumes; compare it
-with `benchmarks.data` (the pipeline must deliver ≥ 10× this).
+For each of plain TF and XLA (`jit_compile=True`) the same `LogitInverter.train_step` runs on
+an in-memory batch (data loading is excluded on purpose: compare with `benchmarks.data`) and
+reports images/s, achieved FLOP/s, the fraction of the machine's dense float32 matmul peak,
+and the process's peak RSS while that variant ran. FLOPs per step come from
+`benchmarks.flops` (the traced step). The matmul peak is measured in the same process, before
+and after the steps, so that a shared or throttled CPU affects both sides of the ratio; the
+better of the two is used. With `profile_steps > 0` the TF profiler records a few plain steps
+and the ops that take the time are listed.
+
+Example:
+    >>> from logit_inversion.benchmarks import train
+    >>> from logit_inversion.configs import demo
+    >>> result = train.run(demo.get_config(), {"steps": 20})
+    >>> result["no_xla"]["fraction_of_matmul_peak"]
 """
 
-import resource
+import glob
+import json
+import os
+import tempfile
 import time
 
 import tensorflow as tf
 
-DEFAULTS = {"steps": 30, "warmup_steps": 3, "config": "demo"}
+DEFAULTS = {"steps": 30, "warmup_steps": 3, "matmul_size": 4096, "matmul_repeats": 5,
+            "variants": "no_xla,xla", "profile_steps": 5, "profile_top": 12}
+VARIANTS = {"no_xla": False, "xla": True}
 
 
-def run(args=None):
+def matmul_peak(size=4096, repeats=5):
+    """Best FLOP/s of a `size`×`size` float32 matmul over `repeats` timed runs."""
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
+    product = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
+    product(a, b).numpy()   # warm-up: thread pools, packing buffers
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        product(a, b).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best
+
+
+def _reset_peak_rss():
+    """Resets the kernel's peak-RSS mark of this process (Linux); False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    import resource
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _time_variant(step, data, options):
+    _reset_peak_rss()
+    start = time.perf_counter()
+    float(step(data)["g_loss"])
+    first = time.perf_counter() - start
+    for _ in range(options["warmup_steps"]):
+        logs = step(data)
+    float(logs["g_loss"])
+    start = time.perf_counter()
+    for _ in range(options["steps"]):
+        logs = step(data)
+    float(logs["g_loss"])   # waits for the last step
+    seconds = time.perf_counter() - start
+    return {"steps_per_second": options["steps"] / seconds,
+            "first_step_seconds": round(first, 2), "peak_rss_mb": _peak_rss_mb()}
+
+
+def profile_ops(step, data, steps, top):
+    """The ops with the most self time over `steps` runs of `step` (a traced train step).
+
+    Returns [{"type", "operation", "occurrences", "self_ms_per_step", "share"}], largest first;
+    `share` is the op's fraction of all profiled op self time.
+    """
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
+    float(step(data)["g_loss"])
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        for _ in range(steps):
+            logs = step(data)
+        float(logs["g_loss"])
+        tf.profiler.experimental.stop()
+        paths = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)
+        raw, ok = plugin.xspace_to_tools_data(paths, "framework_op_stats", {})
+    if not ok:
+        return []
+    table = json.loads(raw)[0]
+    ids = [c["id"] for c in table["cols"]]
+    rows = [dict(zip(ids, (cell["v"] if cell else None for cell in r["c"])))
+            for r in table["rows"]]
+    rows = [r for r in rows if r["type"] not in ("IDLE",)]
+    total = sum(r["total_self_time"] for r in rows) or 1.0
+    rows.sort(key=lambda r: -r["total_self_time"])
+    return [{"type": r["type"], "operation": r["operation"],
+             "occurrences": int(r["occurrences"]) // steps,
+             "self_ms_per_step": round(r["total_self_time"] / 1000 / steps, 3),
+             "share": round(r["total_self_time"] / total, 4)} for r in rows[:top]]
+
+
+def run(config=None, args=None):
+    """`bin/benchmark train`: speed of `config`'s train step (default: the demo config).
+
+    Args:
+        config: an ml_collections config; its classifier must load offline.
+        args: overrides of `DEFAULTS`: steps, warmup_steps, matmul_size, matmul_repeats,
+            variants ("no_xla,xla"), profile_steps (0 = no profile), profile_top.
+
+    Returns:
+        {"config", "machine", "flops_per_step", "flops_per_step_by_network",
+         "matmul_peak_flops_per_second", "no_xla"/"xla": {steps_per_second,
+         images_per_second, flops_per_second, fraction_of_matmul_peak, peak_rss_mb,
+         first_step_seconds} (or {"error"}), "profile"}.
+    """
     from logit_inversion import training
-    from logit_inversion.configs import cifar10, demo
+    from logit_inversion.benchmarks import flops as flops_lib
+    from logit_inversion.configs import demo
 
     overrides = args if isinstance(args, dict) else vars(args) if args is not None else {}
     unknown = set(overrides) - set(DEFAULTS)
@@ -22,29 +137,87 @@ def run(args=None):
         raise ValueError(f"Unknown train benchmark options {sorted(unknown)}; known: "
                          f"{sorted(DEFAULTS)}. Received: args={args}")
     options = {**DEFAULTS, **overrides}
-    configs = {"demo": demo.get_config, "cifar10": cifar10.get_config}
-    if options["config"] not in configs:
-        raise ValueError(f"Unknown config {options['config']!r}; expected one of "
-                         f"{sorted(configs)}. Received: config={options['config']!r}")
-    config = configs[options["config"]]()
-    if options["config"] == "cifar10":
-        config.classifier = "shapes"    # timing does not depend on which 32 px classifier
+    variants = [v for v in str(options["variants"]).split(",") if v]
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad or not variants:
+        raise ValueError(f"variants must be a comma-separated subset of {', '.join(VARIANTS)}."
+                         f" Received: variants={options['variants']!r}")
+    config = config or demo.get_config()
+    load_before = os.getloadavg()
+    peak_before = matmul_peak(options["matmul_size"], options["matmul_repeats"])
+
     inverter = training.build_inverter(config)
     training.compile_inverter(inverter, config)
+    # One trace of the plain step serves the FLOP count, its timing and the profile.
+    steps = {name: tf.function(inverter.train_step, jit_compile=VARIANTS[name])
+             for name in VARIANTS}
+    counted = flops_lib.count_inverter(inverter, config, trace_batches=(config.batch_size,),
+                                       step=steps["no_xla"])
+    per_step = counted["flops"]["total"]
     batch = config.batch_size * config.d_steps
     data = {"image": tf.random.uniform((batch, config.resolution, config.resolution, 3), -1, 1)}
-    step = tf.function(inverter.train_step, jit_compile=config.jit_compile)
-    for _ in range(options["warmup_steps"]):
-        step(data)
-    start = time.perf_counter()
-    for _ in range(options["steps"]):
-        logs = step(data)
-    float(logs["g_loss"])   # wait for the last step
-    seconds = time.perf_counter() - start
-    steps_per_second = options["steps"] / seconds
+
+    timings = {}
+    for name in variants:
+        try:
+            timings[name] = _time_variant(steps[name], data, options)
+        except Exception as error:  # e.g. an op XLA cannot compile: report, keep going
+            timings[name] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0]}"}
+    peak_after = matmul_peak(options["matmul_size"], options["matmul_repeats"])
+    peak = max(peak_before, peak_after)
+    for result in timings.values():
+        if "steps_per_second" in result:
+            rate = result["steps_per_second"]
+            result.update({
+                "steps_per_second": round(rate, 3), "images_per_second": round(rate * batch, 1),
+                "flops_per_second": round(rate * per_step),
+                "fraction_of_matmul_peak": round(rate * per_step / peak, 4)})
+    profile = []
+    if options["profile_steps"]:
+        profile = profile_ops(steps["no_xla"], data, options["profile_steps"],
+                              options["profile_top"])
     return {
-        "config": dict(options, global_batch=batch, resolution=config.resolution),
-        "steps_per_second": round(steps_per_second, 3),
-        "images_per_second": round(steps_per_second * batch, 1),
-        "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "config": {"batch_size": config.batch_size, "d_steps": config.d_steps,
+                   "global_batch": batch, "resolution": config.resolution,
+                   "model": config.model.to_dict(), "classifier": config.classifier,
+                   **{k: options[k] for k in ("steps", "warmup_steps")}},
+        "machine": {"cpus": os.cpu_count(), "load_average_before": list(load_before),
+                    "load_average_after": list(os.getloadavg()),
+                    "tensorflow": tf.__version__,
+                    "time_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())},
+        "flops_per_step": per_step,
+        "flops_per_step_by_network": counted["flops"],
+        "matmul_peak_flops_per_second": {
+            "size": options["matmul_size"], "before": round(peak_before),
+            "after": round(peak_after), "used": round(peak)},
+        **timings,
+        "profile": {"variant": "no_xla", "steps": options["profile_steps"], "top_ops": profile},
     }
+
+
+def table(result):
+    """Plain-text table of `run`'s result, one row per variant."""
+    peak = result["matmul_peak_flops_per_second"]["used"]
+    lines = [f"FLOPs per step: {result['flops_per_step'] / 1e9:.2f} G; "
+             f"matmul peak ({result['matmul_peak_flops_per_second']['size']}², float32): "
+             f"{peak / 1e9:.1f} GFLOP/s; load average before/after: "
+             f"{result['machine']['load_average_before'][0]:.1f}/"
+             f"{result['machine']['load_average_after'][0]:.1f}",
+             f"{'variant':<8} {'steps/s':>8} {'images/s':>9} {'GFLOP/s':>8} "
+             f"{'of peak':>8} {'RSS MB':>8} {'1st step s':>10}"]
+    for name in VARIANTS:
+        r = result.get(name)
+        if r is None:
+            continue
+        if "error" in r:
+            lines.append(f"{name:<8} error: {r['error']}")
+            continue
+        lines.append(f"{name:<8} {r['steps_per_second']:>8.2f} {r['images_per_second']:>9.1f} "
+                     f"{r['flops_per_second'] / 1e9:>8.1f} {r['fraction_of_matmul_peak']:>8.1%} "
+                     f"{r['peak_rss_mb']:>8.0f} {r['first_step_seconds']:>10.1f}")
+    ops = result["profile"]["top_ops"]
+    if ops:
+        lines.append("top ops (no_xla, self time per step):")
+        lines += [f"  {o['share']:>6.1%} {o['self_ms_per_step']:>9.2f} ms  {o['type']:<22} "
+                  f"{o['operation']}" for o in ops]
+    return "\n".join(lines)

@@ -293,12 +293,15 @@ def train_classifier(
 
 
 def export_hub_savedmodel(network, input_size, directory):
-    """Writes `network` as a TF Hub-format SavedModel: a callable plus `serving_default`.
+    """Writes `network` as a TF Hub-format SavedModel: a callable, `serving_default`, `features`.
 
-    Both take float32 images `[batch, input_size, input_size, 3]` in [0, 1]; `__call__` returns
-    logits `[batch, classes]`, `serving_default` returns `{"logits": ...}`.
+    All take float32 images `[batch, input_size, input_size, 3]` in [0, 1]; `__call__` returns
+    logits `[batch, classes]`, `serving_default` returns `{"logits": ...}`, and `features`
+    returns `{"features": ...}`, the pooled penultimate features `[batch, channels]` (the input
+    of the final dense layer; what `classifiers.features` loads as `layer="penultimate"`).
     """
     image_spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32, name="images")
+    penultimate = keras.Model(network.inputs, network.layers[-1].input)
 
     @tf.function(input_signature=[image_spec])
     def logits(images):
@@ -308,10 +311,15 @@ def export_hub_savedmodel(network, input_size, directory):
     def serve(images):
         return {"logits": logits(images)}
 
+    @tf.function(input_signature=[image_spec])
+    def features(images):
+        return {"features": penultimate(images, training=False)}
+
     module = tf.Module()
     module.network = network  # tracks the weights
     module.__call__ = logits  # saved as the object's call: what `hub.load(...)(images)` runs
-    tf.saved_model.save(module, str(directory), signatures={"serving_default": serve})
+    tf.saved_model.save(
+        module, str(directory), signatures={"serving_default": serve, "features": features})
 
 
 def _replace_dir(source, target, overwrite):

@@ -4,7 +4,7 @@ import ml_collections
 
 # Keys that decide variable shapes or what the logits mean: resuming a workdir whose
 # checkpoint was written with different values would silently load the wrong thing.
-ARCHITECTURE_KEYS = ("classifier", "resolution", "model")
+ARCHITECTURE_KEYS = ("classifier", "classifier_spec", "conditioning", "resolution", "model")
 
 
 def get_base_config():
@@ -18,6 +18,29 @@ def get_base_config():
     # The frozen classifier: a registry name, hub URL / Kaggle handle, SavedModel or .keras.
     c.classifier = "shapes"
     c.resolution = 32
+    # What a classifier outside the registry expects; each set key overrides the registry's or
+    # the model's metadata.json. Unset input_size / num_classes are read from the model's
+    # signature when static (README "Classifiers").
+    c.classifier_spec = ml_collections.ConfigDict()
+    c.classifier_spec.input_size = ml_collections.config_dict.placeholder(int)
+    c.classifier_spec.value_range = ml_collections.config_dict.placeholder(tuple)  # (low, high)
+    c.classifier_spec.num_classes = ml_collections.config_dict.placeholder(int)
+    c.classifier_spec.has_background = ml_collections.config_dict.placeholder(bool)
+    c.classifier_spec.signature = ml_collections.config_dict.placeholder(str)
+    c.classifier_spec.output_key = ml_collections.config_dict.placeholder(str)
+    c.classifier_spec.class_names_file = ml_collections.config_dict.placeholder(str)
+    # What G and D are conditioned on: None = the logits (the paper); "penultimate", a layer
+    # name, "SIGNATURE:KEY" or "output" (classifiers/features.py). `size` None average-pools a
+    # spatial layer to [batch, channels]; s pools it to s×s and flattens.
+    c.conditioning = ml_collections.ConfigDict()
+    c.conditioning.layer = ml_collections.config_dict.placeholder(str)
+    c.conditioning.size = ml_collections.config_dict.placeholder(int)
+    # Pre-flight check before any training step: the classifier must beat chance on held-out
+    # images, and no other input convention may do clearly better (classifiers/preflight.py).
+    c.preflight = ml_collections.ConfigDict()
+    c.preflight.enabled = True
+    c.preflight.accept_risk = False   # go on despite a failed check (its numbers are kept)
+    c.preflight.num_examples = 256    # size of the labelled held-out batch
 
     c.model = ml_collections.ConfigDict()
     c.model.ch = 64               # base width; BigGAN 128 px uses 96
@@ -39,6 +62,9 @@ def get_base_config():
     c.beta2 = 0.999
     c.ema_decay = 0.9999
     c.ema_start = 1000
+    # BigGAN's standing statistics: training-mode batches of G_ema averaged into its batch-norm
+    # statistics before evaluation and export (0 = keep the EMA of G's moving statistics).
+    c.standing_stats_batches = 16
     # Optional extra generator terms; 0 reproduces the paper's pure hinge objective.
     c.consistency_weight = 0.0
     c.consistency_temperature = 1.0

@@ -5,6 +5,9 @@ days. So every file is decoded once at start-up, in parallel with TensorFlow's o
 files TensorFlow cannot read get a second chance with PIL, and the rest are skipped with one
 warning line each. The verdicts are cached on disk by (size, mtime), so later runs only look
 at files that are new or changed.
+
+Images are turned upright by their EXIF orientation tag (phone photos store pixels sideways and
+record the rotation there), in both the TensorFlow and the PIL decoder.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
-from PIL import Image
+from PIL import Image, ImageOps
+
+from logit_inversion.data import exif
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 CACHE_DIR_ENV = "LOGIT_INVERSION_CACHE_DIR"
@@ -156,7 +161,7 @@ def load(
 
 def decode_with_tf(record: dict) -> dict:
     """`decode` for folders where no file needs PIL."""
-    image = tf.ensure_shape(_decode_with_tf(tf.io.read_file(record["path"])), [None, None, 3])
+    image = tf.ensure_shape(exif.decode_upright(tf.io.read_file(record["path"])), [None, None, 3])
     return {"image": image, "label": record["label"]}
 
 
@@ -165,13 +170,15 @@ def decode(record: dict) -> dict:
     image = tf.cond(
         record["use_pil"],
         lambda: tf.numpy_function(_decode_with_pil, [record["path"]], tf.uint8, stateful=False),
-        lambda: _decode_with_tf(tf.io.read_file(record["path"])),
+        lambda: exif.decode_upright(tf.io.read_file(record["path"])),
     )
     image = tf.ensure_shape(image, [None, None, 3])
     return {"image": image, "label": record["label"]}
 
 
 def _decode_with_tf(contents: tf.Tensor) -> tf.Tensor:
+    # Decodability only (start-up validation); training reads through `exif.decode_upright`,
+    # which decodes the same way and then applies the EXIF orientation.
     # uint8 output also brings 16-bit PNGs down to 8 bits; channels=3 expands grey and drops
     # alpha; expand_animations=False keeps the first frame of a GIF.
     return tf.io.decode_image(contents, channels=3, dtype=tf.uint8, expand_animations=False)
@@ -182,7 +189,7 @@ def _decode_with_pil(path) -> np.ndarray:
     path = path.item() if isinstance(path, np.ndarray) else path
     path = path.decode() if isinstance(path, bytes) else path
     with Image.open(path) as image:
-        return _pil_to_rgb(image)
+        return _pil_to_rgb(ImageOps.exif_transpose(image))
 
 
 def _pil_to_rgb(image: Image.Image) -> np.ndarray:

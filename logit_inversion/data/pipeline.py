@@ -10,6 +10,7 @@ import difflib
 import os
 from typing import Sequence
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -17,6 +18,8 @@ import tensorflow_datasets as tfds
 # kilobytes per element rather than a decoded image.
 SHUFFLE_BUFFER = 10_000
 FOLDER_PREFIX = "folder:"
+# TFDS datasets this package defines (data/shapes.py), suggested first for a misspelt name.
+OWN_DATASETS = ("shapes",)
 _FOLDER_STARTS = ("/", "./", "../", "~", FOLDER_PREFIX)
 
 
@@ -105,6 +108,19 @@ def build_dataset(
     dataset = dataset.ignore_errors(log_warning=True)
     dataset = dataset.batch(batch_size, drop_remainder=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def stream_seed(seed: int, start_step: int) -> int:
+    """The shuffle seed of a training stream that starts at generator step `start_step`.
+
+    A run that resumes at step k draws a new order from (seed, k) instead of replaying the
+    order it started with; two runs resuming at the same step read the same batches.
+    Step 0 keeps `seed` itself, so a fresh run's order does not change.
+    """
+    if start_step == 0:
+        return seed
+    # Mixed by SeedSequence, so nearby (seed, step) pairs give unrelated streams.
+    return int(np.random.SeedSequence([seed, start_step]).generate_state(1)[0])
 
 
 def center_crop_and_resize(image: tf.Tensor, resolution: int) -> tf.Tensor:
@@ -222,7 +238,12 @@ def _tfds_builder(source: str, data_dir: str | None):
         builder = tfds.builder(source, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
         names = tfds.list_builders(with_community_datasets=False)
-        close = difflib.get_close_matches(source.split("/")[0], names, n=5, cutoff=0.6)
+        # This package's own datasets first: TFDS registers `shapes` only once imported, and
+        # a typo of it must not point at TFDS's unrelated `shapes3d`.
+        typed = source.split("/")[0]
+        own = difflib.get_close_matches(typed, OWN_DATASETS, n=len(OWN_DATASETS), cutoff=0.6)
+        close = own + [name for name in difflib.get_close_matches(typed, names, n=5, cutoff=0.6)
+                       if name not in own][:5 - len(own)]
         hint = f"did you mean {', '.join(close)}?" if close else f"registered names include {', '.join(names[:8])}, ..."
         raise ValueError(
             f"'{source}' is not a registered TFDS dataset nor an existing folder; {hint} "

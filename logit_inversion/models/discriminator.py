@@ -81,7 +81,8 @@ class Discriminator(keras.layers.Layer):
             if res == self.attention_resolution and not self.attention:
                 self.attention[i] = SelfAttention(name=f"attention{res}")
         self.psi = SNDense(1, name="psi")
-        self.logit_embedding = SNDense(self.channels[-1][0], use_bias=False,
+        # float32 whatever the policy, as the generator's logit projection.
+        self.logit_embedding = SNDense(self.channels[-1][0], use_bias=False, dtype="float32",
                                        name="logit_embedding")
 
     def call(self, images, logits, training=False):
@@ -91,11 +92,10 @@ class Discriminator(keras.layers.Layer):
             if i in self.attention:
                 h = self.attention[i](h, training=training)
         features = ops.sum(ops.relu(h), axis=(1, 2))
-        projection = self.logit_embedding(ops.cast(logits, self.compute_dtype),
-                                          training=training)
-        score = self.psi(features, training=training)[:, 0]
-        score = score + ops.sum(projection * features, axis=-1)
-        return ops.cast(score, "float32")
+        projection = self.logit_embedding(ops.cast(logits, "float32"), training=training)
+        score = ops.cast(self.psi(features, training=training)[:, 0], "float32")
+        # The inner product stays in float32 too: it is where the logits meet the image.
+        return score + ops.sum(projection * ops.cast(features, "float32"), axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "resolution": self.resolution, "ch": self.ch,

@@ -116,7 +116,10 @@ class Generator(keras.layers.Layer):
                              f"Received: noise_dim={noise_dim}")
 
     def build(self, logits_shape, noise_shape=None):
-        self.embed = SNDense(self.embed_dim, use_bias=False, name="logit_projection")
+        # float32 whatever the policy: bfloat16 keeps ~3 significant digits of a logit, and
+        # small logit differences are what the paper studies (cast after the projection).
+        self.embed = SNDense(self.embed_dim, use_bias=False, dtype="float32",
+                             name="logit_projection")
         first = self.channels[0][0]
         self.linear = SNDense(4 * 4 * first, name="linear")
         self.blocks, self.attention = [], {}
@@ -136,9 +139,9 @@ class Generator(keras.layers.Layer):
         self.out_conv = SNConv2D(3, 3, name="out_conv")
 
     def call(self, logits, noise, training=False):
-        logits = ops.cast(logits, self.compute_dtype)
+        y = self.embed(ops.cast(logits, "float32"), training=training)
+        y = ops.cast(y, self.compute_dtype)
         noise = ops.cast(noise, self.compute_dtype)
-        y = self.embed(logits, training=training)
         if self.deep:
             cond = ops.concatenate([noise, y], axis=-1)
             conds = [cond] * len(self.blocks)

@@ -3,18 +3,40 @@
 
 `fit()` drives training (callbacks do checkpoints, TensorBoard, images); `call(images)`
 returns reconstructions G_ema(Φ(x), ε) and `generate(logits, noise)` exposes G_ema.
+
+G_ema's batch-norm statistics: during training `_update_ema` averages the online generator's
+moving statistics into G_ema's, a rough stand-in. BigGAN's "standing statistics" measure them
+on G_ema itself: call `accumulate_standing_stats` after training (or after restoring a
+checkpoint) and before evaluating or exporting; any later train step starts blending the
+online generator's statistics back in.
 """
+
+import numbers
 
 import keras
 from keras import ops
+import numpy as np
 import tensorflow as tf
 
 from logit_inversion.models import losses, metrics
 from logit_inversion.models.generator import Generator
+from logit_inversion.models.layers import BatchStatisticsRecorder
+
+# Every place that draws ε has its own noise stream, so no two draws share noise. The
+# discriminator updates of a train step use streams 0 .. d_steps − 1.
+_GENERATOR_STREAM = 1000
+_EVAL_STREAM = 1001
+_STANDING_STREAM = 1002
 
 
 def _num_replicas():
     return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def _replica_id():
+    """The global replica id (unique across workers); 0 in cross-replica context."""
+    context = tf.distribute.get_replica_context()
+    return 0 if context is None else context.replica_id_in_sync_group
 
 
 class LogitInverter(keras.Model):
@@ -30,6 +52,9 @@ class LogitInverter(keras.Model):
         ema_start: the EMA copies G exactly until this many generator steps have run.
         consistency_weight: weight of the optional logit-consistency term (0 = the paper).
         pixel_weight: weight of the optional pixel L1 term (0 = the paper).
+        seed: integer seed of the noise ε drawn in training, evaluation and standing
+            statistics. Each draw is a pure function of (seed, step, global replica id), so
+            replicas and workers draw different noise and a rerun or resume repeats it.
 
     Example:
         inverter = LogitInverter(classifier, Generator(32, ch=8, noise_dim=24),
@@ -40,10 +65,12 @@ class LogitInverter(keras.Model):
 
     def __init__(self, classifier, generator, discriminator, d_steps=2, ema_decay=0.999,
                  ema_start=0, consistency_weight=0.0, pixel_weight=0.0,
-                 consistency_temperature=1.0, **kwargs):
+                 consistency_temperature=1.0, seed=0, **kwargs):
         super().__init__(**kwargs)
         if d_steps < 1:
             raise ValueError(f"d_steps must be ≥ 1. Received: d_steps={d_steps}")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise ValueError(f"seed must be an integer. Received: seed={seed!r}")
         self.classifier = classifier
         self.generator = generator
         self.discriminator = discriminator
@@ -56,6 +83,7 @@ class LogitInverter(keras.Model):
         self.consistency_weight = consistency_weight
         self.pixel_weight = pixel_weight
         self.consistency_temperature = consistency_temperature
+        self.seed = int(seed)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in
                          ("d_loss", "g_loss", "d_real", "d_fake", "agreement")}
 
@@ -87,6 +115,9 @@ class LogitInverter(keras.Model):
         self.generator(logits, noise)
         self.ema_generator(logits, noise)
         self.discriminator(images, logits)
+        # After building, so that the setter reaches every variable: the EMA copy is
+        # written by `_update_ema` and `accumulate_standing_stats`, never by an optimizer.
+        self.ema_generator.trainable = False
         for ema, var in zip(self.ema_generator.weights, self.generator.weights):
             ema.assign(var)
         self.built = True
@@ -94,20 +125,36 @@ class LogitInverter(keras.Model):
     def compile(self, g_optimizer, d_optimizer, **kwargs):
         """Attaches the two Adam optimizers and builds their slots now: under a
         distribution strategy, slot variables cannot be created lazily inside the replica
-        function."""
-        super().compile(**kwargs)
+        function. Keras's own `optimizer` stays None: its default ("rmsprop") would be
+        built over every trainable variable, slots that no step uses."""
+        if "optimizer" in kwargs:
+            raise ValueError("LogitInverter.compile takes g_optimizer and d_optimizer, not "
+                             f"optimizer. Received: optimizer={kwargs['optimizer']!r}")
+        super().compile(optimizer=None, **kwargs)
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer
         g_optimizer.build(self.generator.trainable_variables)
         d_optimizer.build(self.discriminator.trainable_variables)
 
-    # ---- inference ----------------------------------------------------------------
+    # ---- noise --------------------------------------------------------------------
 
     def sample_noise(self, batch_size, seed=None):
-        """Standard normal noise `[batch_size, noise_dim]`."""
+        """Standard normal noise `[batch_size, noise_dim]`; `seed`: optional stateless seed
+        (a pair of integers) for repeatable draws."""
         if seed is None:
             return tf.random.normal((batch_size, self.noise_dim))
         return tf.random.stateless_normal((batch_size, self.noise_dim), seed=seed)
+
+    def _noise(self, batch_size, stream, counter):
+        """Standard normal noise `[batch_size, noise_dim]` as a pure function of (seed,
+        stream, counter, global replica id). Stateless ops, so XLA compiles it and honours
+        the seed (stateful random ops' seeds are not honoured under XLA/TPU)."""
+        key = tf.constant([self.seed, stream], tf.int64)
+        key = tf.random.experimental.stateless_fold_in(key, tf.cast(counter, tf.int64))
+        key = tf.random.experimental.stateless_fold_in(key, tf.cast(_replica_id(), tf.int64))
+        return tf.random.stateless_normal((batch_size, self.noise_dim), seed=key)
+
+    # ---- inference ----------------------------------------------------------------
 
     def generate(self, logits, noise):
         """G_ema(logits, noise): `[batch, K]`, `[batch, noise_dim]` → `[batch, R, R, 3]`."""
@@ -121,6 +168,10 @@ class LogitInverter(keras.Model):
     # ---- training -----------------------------------------------------------------
 
     def _update_ema(self):
+        """G_ema ← decay·G_ema + (1 − decay)·G over every weight, the spectral-norm vectors
+        and batch-norm moving statistics included (BigGAN averages buffers too). The moving
+        statistics this yields are only a fallback: `accumulate_standing_stats` replaces
+        them, and must be rerun after any further training."""
         step = tf.cast(self.g_optimizer.iterations, "float32")
         decay = tf.where(step < float(self.ema_start), 0.0, self.ema_decay)
         pairs = list(zip(self.ema_generator.weights, self.generator.weights))
@@ -135,8 +186,7 @@ class LogitInverter(keras.Model):
         tf.__internal__.distribute.interim.maybe_merge_call(
             update, tf.distribute.get_strategy())
 
-    def _discriminator_step(self, images, logits):
-        noise = self.sample_noise(ops.shape(images)[0])
+    def _discriminator_step(self, images, logits, noise):
         fakes = self.generator(logits, noise, training=True)
         with tf.GradientTape() as tape:
             # One pass over real ⊕ fake: D has no batch norm, so this equals two passes.
@@ -149,8 +199,7 @@ class LogitInverter(keras.Model):
         self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         return d_loss, real, fake
 
-    def _generator_step(self, images, logits):
-        noise = self.sample_noise(ops.shape(images)[0])
+    def _generator_step(self, images, logits, noise):
         with tf.GradientTape() as tape:
             fakes = self.generator(logits, noise, training=True)
             g_loss = losses.generator_hinge_loss(
@@ -170,13 +219,18 @@ class LogitInverter(keras.Model):
     def train_step(self, data):
         images = data["image"] if isinstance(data, dict) else data
         logits = ops.stop_gradient(self.classifier(images))
+        # The noise counter: the generator step, restored with the optimizer on resume.
+        step = ops.convert_to_tensor(self.g_optimizer.iterations)
         # Each discriminator step sees its own slice of the batch, as BigGAN feeds each
         # D step a fresh real batch; the generator step reuses the first slice's logits.
         image_chunks = ops.split(images, self.d_steps)
         logit_chunks = ops.split(logits, self.d_steps)
-        for x, z in zip(image_chunks, logit_chunks):
-            d_loss, real, fake = self._discriminator_step(x, z)
-        g_loss, agreement = self._generator_step(image_chunks[0], logit_chunks[0])
+        for stream, (x, z) in enumerate(zip(image_chunks, logit_chunks)):
+            noise = self._noise(ops.shape(x)[0], stream, step)
+            d_loss, real, fake = self._discriminator_step(x, z, noise)
+        x, z = image_chunks[0], logit_chunks[0]
+        noise = self._noise(ops.shape(x)[0], _GENERATOR_STREAM, step)
+        g_loss, agreement = self._generator_step(x, z, noise)
         self._update_ema()
         for name, value in (("d_loss", d_loss), ("g_loss", g_loss), ("agreement", agreement),
                             ("d_real", ops.mean(real)), ("d_fake", ops.mean(fake))):
@@ -184,16 +238,118 @@ class LogitInverter(keras.Model):
         return {name: t.result() for name, t in self.trackers.items()}
 
     def test_step(self, data):
-        """Held-out agreement of the EMA generator's reconstructions."""
+        """Held-out scores of the EMA generator: top-1 agreement Φ(G_ema(Φ(x), ε)) vs Φ(x),
+        and D's hinge terms on the held-out images and their reconstructions.
+
+        Every tracker is updated per example and every result returned, so Keras reports
+        the trackers' cross-replica sums / counts: means over all replicas' images, however
+        the batches split (an empty replica batch counts nothing).
+        """
         images = data["image"] if isinstance(data, dict) else data
         logits = self.classifier(images)
-        recon_logits = self.classifier(self.generate(logits,
-                                                     self.sample_noise(ops.shape(images)[0])))
-        self.trackers["agreement"].update_state(metrics.top1_agreement(logits, recon_logits))
-        return {"agreement": self.trackers["agreement"].result()}
+        # Counter: the images this replica has scored since the metrics were reset, so each
+        # image gets its own noise and every `evaluate()` draws the same.
+        scored = self.trackers["agreement"].count
+        noise = self._noise(ops.shape(images)[0], _EVAL_STREAM, ops.convert_to_tensor(scored))
+        reconstructions = self.generate(logits, noise)
+        matches = metrics.top1_matches(logits, self.classifier(reconstructions))
+        scores = self.discriminator(ops.concatenate([images, reconstructions], 0),
+                                    ops.concatenate([logits, logits], 0), training=False)
+        real, fake = ops.split(scores, 2)
+        # Per-example terms whose means are the hinge losses of `losses`.
+        for name, value in (("agreement", matches), ("d_real", real), ("d_fake", fake),
+                            ("d_loss", ops.relu(1.0 - real) + ops.relu(1.0 + fake)),
+                            ("g_loss", -fake)):
+            self.trackers[name].update_state(value)
+        return {name: t.result() for name, t in self.trackers.items()}
+
+    # ---- standing statistics --------------------------------------------------------
+
+    def accumulate_standing_stats(self, images, num_batches):
+        """BigGAN's standing statistics: G_ema's batch-norm statistics measured on G_ema.
+
+        Runs G_ema in training mode (batch statistics) on Φ(x) and fresh noise for
+        `num_batches` batches, averages each batch-norm layer's per-batch means and
+        variances (plain averages, not momentum), and stores them as that layer's moving
+        statistics, which every inference-mode output uses (`call`, `generate`, `evaluate`,
+        exports). Weights and spectral-norm vectors stay as they are.
+
+        Order: train steps blend the online generator's statistics back in (`_update_ema`),
+        so call this after training or after restoring a checkpoint, before evaluating or
+        exporting. Under a distribution strategy each replica takes an equal slice of each
+        batch and the statistics are synchronized across replicas, as in training.
+
+        Args:
+            images: an iterable (list, `tf.data` dataset or iterator) of image batches
+                `[batch, R, R, 3]` in [-1, 1], or of dicts holding them under "image";
+                training images, so that the statistics describe the logits G_ema serves.
+            num_batches: how many batches to average; 0 leaves the statistics unchanged.
+                Fewer are used if `images` runs out first.
+
+        Returns:
+            The number of batches used.
+
+        Example:
+            inverter.accumulate_standing_stats(train_dataset.as_numpy_iterator(), 16)
+        """
+        if (isinstance(num_batches, bool) or not isinstance(num_batches, numbers.Integral)
+                or num_batches < 0):
+            raise ValueError(f"num_batches must be an integer ≥ 0. "
+                             f"Received: num_batches={num_batches!r}")
+        if num_batches == 0:
+            return 0
+        strategy = tf.distribute.get_strategy()
+        replicas = strategy.num_replicas_in_sync
+        layers, sums, used = [], None, 0
+        with BatchStatisticsRecorder() as recorder:
+
+            def replica_statistics(batch, index):
+                size = ops.shape(batch)[0] // replicas
+                own = batch[size * _replica_id():size * (_replica_id() + 1)]
+                recorder.clear()
+                self.ema_generator(self.classifier(own),
+                                   self._noise(size, _STANDING_STREAM, index), training=True)
+                layers[:] = [layer for layer, _, _ in recorder.statistics]
+                return [(mean, var) for _, mean, var in recorder.statistics]
+
+            @tf.function(reduce_retracing=True)
+            def batch_statistics(batch, index):
+                per_replica = strategy.run(replica_statistics, args=(batch, index))
+                # Synchronized batch statistics: every replica holds the same values.
+                return tf.nest.map_structure(
+                    lambda v: strategy.experimental_local_results(v)[0], per_replica)
+
+            for batch in images:
+                batch = tf.convert_to_tensor(
+                    batch["image"] if isinstance(batch, dict) else batch, tf.float32)
+                self._check_standing_batch(batch, replicas)
+                stats = batch_statistics(batch, tf.constant(used, tf.int64))
+                stats = [(np.asarray(m, np.float64), np.asarray(v, np.float64))
+                         for m, v in stats]
+                sums = stats if sums is None else [
+                    (sm + m, sv + v) for (sm, sv), (m, v) in zip(sums, stats)]
+                used += 1
+                if used == num_batches:
+                    break
+        if used == 0:
+            raise ValueError("accumulate_standing_stats got no image batches. "
+                             f"Received: images={images!r}")
+        for layer, (mean_sum, var_sum) in zip(layers, sums):
+            layer.moving_mean.assign((mean_sum / used).astype("float32"))
+            layer.moving_var.assign((var_sum / used).astype("float32"))
+        return used
+
+    def _check_standing_batch(self, batch, replicas):
+        r = self.resolution
+        shape = tuple(batch.shape)
+        if len(shape) != 4 or shape[1:] != (r, r, 3) or shape[0] < replicas \
+                or shape[0] % replicas:
+            raise ValueError(
+                f"Standing statistics need image batches [batch, {r}, {r}, 3] with batch a "
+                f"positive multiple of the {replicas} replica(s). Received: shape={shape}")
 
     def get_config(self):
         return {"d_steps": self.d_steps, "ema_decay": self.ema_decay,
                 "ema_start": self.ema_start, "consistency_weight": self.consistency_weight,
                 "pixel_weight": self.pixel_weight,
-                "consistency_temperature": self.consistency_temperature}
+                "consistency_temperature": self.consistency_temperature, "seed": self.seed}

@@ -6,14 +6,77 @@ sigma(W) and the stored weights drift from what the optimizer (and the EMA copy)
 BigGAN divides by sigma in the forward pass and keeps the raw weight, which is what we do.
 
 Batch norm is likewise our own, because BigGAN's conditional batch norm needs (a) gains and
-biases predicted per example from the conditioning vector and (b) batch statistics
-synchronized across replicas, with moving statistics that can be updated from a replica
-context under `MirroredStrategy`/`TPUStrategy` (aggregation="mean").
+biases predicted per example from the conditioning vector, (b) batch statistics synchronized
+across replicas, with moving statistics that can be updated from a replica context under
+`MirroredStrategy`/`TPUStrategy`, and (c) BigGAN's "standing statistics": batch statistics
+recorded over many batches and averaged (`BatchStatisticsRecorder`).
+
+State that every replica computes identically (spectral-norm vectors from mirrored weights,
+moving statistics from all-reduced batch statistics) uses `aggregation="only_first_replica"`:
+a replica-context assign then takes replica 0's value instead of all-reducing a mean of equal
+values, one collective per layer per step saved. (`"none"` would be free on TPU but is
+rejected by `MirroredStrategy` in replica context; on-write synchronization, Keras's
+`"auto"` default, keeps one mirrored copy per device.)
 """
+
+import threading
 
 import keras
 from keras import ops
 import tensorflow as tf
+
+# Replica-identical state: see the module docstring.
+_REPLICA_IDENTICAL = "only_first_replica"
+
+# The active `BatchStatisticsRecorder`s (innermost last).
+_RECORDERS = []
+
+
+class BatchStatisticsRecorder:
+    """Context in which training-mode calls record batch statistics and update no state.
+
+    Inside `with BatchStatisticsRecorder() as recorder:`, a training-mode call of
+    `ConditionalBatchNorm` / `BatchNorm` normalises with its (cross-replica) batch statistics
+    as usual, but appends `(layer, mean [ch], variance [ch])` to `recorder.statistics` instead
+    of updating its moving statistics, and spectral-norm layers leave their `u` vector alone.
+    So a forward pass measures the network without changing it: what standing statistics
+    need. Statistics are kept per thread, because `MirroredStrategy` traces each replica's
+    function in its own thread.
+
+    Example:
+        with BatchStatisticsRecorder() as recorder:
+            generator(logits, noise, training=True)
+        means = [mean for _, mean, _ in recorder.statistics]
+    """
+
+    def __init__(self):
+        self._local = threading.local()
+
+    @property
+    def statistics(self):
+        if not hasattr(self._local, "statistics"):
+            self._local.statistics = []
+        return self._local.statistics
+
+    def clear(self):
+        self._local.statistics = []
+
+    def __enter__(self):
+        _RECORDERS.append(self)
+        return self
+
+    def __exit__(self, *exc_info):
+        _RECORDERS.remove(self)
+
+
+def _active_recorder():
+    return _RECORDERS[-1] if _RECORDERS else None
+
+
+def batch_norm_layers(model):
+    """Every batch-norm layer (`ConditionalBatchNorm`, `BatchNorm`) of a built `model`."""
+    return [layer for layer in model._flatten_layers(include_self=False)
+            if isinstance(layer, (ConditionalBatchNorm, BatchNorm))]
 
 
 def _l2_normalize(x, eps=1e-12):
@@ -24,10 +87,9 @@ class _SpectralNormMixin:
     """Adds a power-iteration estimate of the largest singular value of `self.kernel`."""
 
     def _build_u(self, out_dim):
-        # One persistent left singular vector estimate; aggregation="mean" lets replicas
-        # update it in replica context (they compute identical values anyway).
+        # One persistent left singular vector estimate, identical on every replica.
         self.u = self.add_weight(
-            name="sn_u", shape=(1, out_dim), trainable=False, aggregation="mean",
+            name="sn_u", shape=(1, out_dim), trainable=False, aggregation=_REPLICA_IDENTICAL,
             initializer=keras.initializers.RandomNormal(stddev=1.0), autocast=False,
         )
 
@@ -40,7 +102,7 @@ class _SpectralNormMixin:
         u_new = ops.stop_gradient(u_new)
         v = ops.stop_gradient(v)
         sigma = ops.sum(ops.matmul(v, w_mat) * u_new)
-        if training:
+        if training and _active_recorder() is None:
             self.u.assign(u_new)
         return ops.cast(w / sigma, self.compute_dtype)
 
@@ -116,24 +178,29 @@ def _replica_mean(x):
 
 
 def _add_moving_statistics(layer, channels):
-    # aggregation="mean": replicas update them in replica context with identical values.
+    # Updated in replica context from all-reduced batch statistics: identical per replica.
     layer.moving_mean = layer.add_weight(
         name="moving_mean", shape=(channels,), initializer="zeros", trainable=False,
-        aggregation="mean", autocast=False)
+        aggregation=_REPLICA_IDENTICAL, autocast=False)
     layer.moving_var = layer.add_weight(
         name="moving_var", shape=(channels,), initializer="ones", trainable=False,
-        aggregation="mean", autocast=False)
+        aggregation=_REPLICA_IDENTICAL, autocast=False)
 
 
 def _statistics(layer, x, training):
     """(mean, variance) per channel: cross-replica batch statistics while training (and the
-    moving averages updated), the moving averages at inference."""
+    moving averages updated, or the statistics recorded if a `BatchStatisticsRecorder` is
+    active), the moving averages at inference."""
     if not training:
         return layer.moving_mean.value, layer.moving_var.value
     xf = ops.cast(x, "float32")
     mean = _replica_mean(ops.mean(xf, axis=(0, 1, 2)))
     mean_sq = _replica_mean(ops.mean(ops.square(xf), axis=(0, 1, 2)))
     var = ops.maximum(mean_sq - ops.square(mean), 0.0)
+    recorder = _active_recorder()
+    if recorder is not None:
+        recorder.statistics.append((layer, mean, var))
+        return mean, var
     m = layer.momentum
     layer.moving_mean.assign(m * layer.moving_mean + (1 - m) * mean)
     layer.moving_var.assign(m * layer.moving_var + (1 - m) * var)

@@ -22,17 +22,24 @@ reconstructions, in whatever batch it is sent. TF Serving cannot make an input o
 two endpoints: `serving_default` (images only, seed 0) and `reconstruct` (seed required).
 
 Malformed inputs fail inside the graph with `INVALID_ARGUMENT` and a message saying what was
-expected: TF Serving does not check shapes against the signature, so the graph must.
+expected: TF Serving does not check shapes against the signature, so the graph must. That
+includes NaN or Inf in `generate`'s logits or noise (which would otherwise come out as black
+images). An empty batch (B = 0) is not an error: every signature returns empty outputs of the
+usual trailing shapes (e.g. `reconstructions` uint8 `[0, R, R, 3]`).
+
+EXIF orientation: `reconstruct_encoded` applies a JPEG's EXIF orientation tag in the graph
+(phone photos arrive upright, as the image-folder loader reads them); the uint8 signatures take
+pixels as sent, so clients that decode images themselves must apply the orientation first
+(e.g. `PIL.ImageOps.exif_transpose`).
 """
 
-import os
-import shutil
 import uuid
 
 import keras
 import tensorflow as tf
 
-from logit_inversion.data import pipeline
+from logit_inversion import files
+from logit_inversion.data import exif, pipeline
 
 # The serving contract: signature names and their input and output keys.
 SERVING_DEFAULT = "serving_default"
@@ -41,6 +48,10 @@ RECONSTRUCT_ENCODED = "reconstruct_encoded"
 CLASSIFY = "classify"
 GENERATE = "generate"
 SIGNATURES = (SERVING_DEFAULT, RECONSTRUCT, RECONSTRUCT_ENCODED, CLASSIFY, GENERATE)
+# An extra, for analyses rather than serving: float32 images `[B, R, R, 3]` in [-1, 1] →
+# `logits`, differentiable (adversarial attacks need gradients of Φ with respect to pixels).
+# Not in SIGNATURES, so exports made before it existed still load.
+CLASSIFY_FLOAT = "classify_float"
 # The seed `serving_default` and `reconstruct_encoded` use, as they take none.
 DEFAULT_SEED = 0
 
@@ -69,31 +80,50 @@ def export_inverter(inverter, output, verbose=False):
         >>> path
         'savedmodels/demo/1'
     """
+    check_output(output)
     archive = serving_archive(inverter)
-    os.makedirs(output, exist_ok=True)
+    tf.io.gfile.makedirs(output)
     # Hidden and non-numeric: TF Serving ignores the folder while it is being written.
-    staging = os.path.join(output, f".tmp-export-{uuid.uuid4().hex}")
+    staging = files.join(output, f".tmp-export-{uuid.uuid4().hex}")
     try:
         archive.write_out(staging, verbose=verbose)
         while True:
-            path = os.path.join(output, str(next_version(output)))
+            path = files.join(output, str(next_version(output)))
             try:
-                # A directory rename is atomic, and fails if another export filled this
-                # number in the meantime; then the next number is taken.
-                os.rename(staging, path)
+                # On a local disk the rename is atomic and fails if another export filled
+                # this number in the meantime; then the next number is taken. On GCS a
+                # rename is copy + delete, done with saved_model.pb last (see `files`).
+                files.move_folder(staging, path)
                 return path
-            except OSError:
-                if not os.path.isdir(path):
+            except (OSError, tf.errors.AlreadyExistsError):
+                if not tf.io.gfile.isdir(path):
                     raise
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if tf.io.gfile.exists(staging):
+            tf.io.gfile.rmtree(staging)
+
+
+def check_output(output):
+    """Raises ValueError, in one line, unless `output` is or can become a model folder."""
+    path = str(output)
+    while path and not tf.io.gfile.exists(path):
+        parent = path.rstrip("/").rpartition("/")[0]
+        if parent == path:
+            break
+        path = parent
+    if path and tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path):
+        where = "is a file" if path == str(output) else f"is inside {path}, which is a file"
+        raise ValueError(
+            f"The export output must be a model folder (created if missing); {output} {where}. "
+            f"Received: output={output}"
+        )
 
 
 def next_version(output):
     """The version number a new export into the model folder `output` takes (1 when empty)."""
-    if not os.path.isdir(output):
+    if not tf.io.gfile.isdir(output):
         return 1
-    versions = [int(name) for name in os.listdir(output) if name.isdigit()]
+    versions = [int(name) for name in files.list_names(output) if name.isdigit()]
     return max(versions, default=0) + 1
 
 
@@ -129,6 +159,11 @@ def serving_archive(inverter):
     )
     archive.add_endpoint(CLASSIFY, functions.classify, [images])
     archive.add_endpoint(GENERATE, functions.generate, [vectors, vectors])
+    archive.add_endpoint(
+        CLASSIFY_FLOAT,
+        functions.classify_float,
+        [tf.TensorSpec(None, tf.float32, name="images")],
+    )
     return archive
 
 
@@ -176,6 +211,17 @@ class ServingFunctions:
     def classify(self, images):
         return {"logits": self.classifier(self._model_images(images, "images"))}
 
+    def classify_float(self, images):
+        r = self.resolution
+        images = _checked(
+            images,
+            _has_shape(images, [None, r, r, 3]),
+            f"`images` must be float32 model images [batch, {r}, {r}, 3] in [-1, 1]. "
+            "Received shape:",
+            tf.shape(images),
+        )
+        return {"logits": self.classifier(tf.ensure_shape(images, [None, r, r, 3]))}
+
     def generate(self, logits, noise):
         logits = _checked(
             logits,
@@ -197,6 +243,10 @@ class ServingFunctions:
             tf.shape(logits)[0],
             tf.shape(noise)[0],
         )
+        # NaN or Inf would pass through the generator's batch norm and come out as a black
+        # image; refuse them, naming the rows.
+        logits = _finite_rows(logits, "logits")
+        noise = _finite_rows(noise, "noise")
         logits = tf.ensure_shape(logits, [None, self.num_classes])
         noise = tf.ensure_shape(noise, [None, self.noise_dim])
         return {"images": to_uint8(self.generator(logits, noise, training=False))}
@@ -255,7 +305,7 @@ class ServingFunctions:
         )
 
         def decode(encoded):
-            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+            image = exif.decode_upright(encoded)  # JPEGs turned upright, as in image folders
             return pipeline.center_crop_and_resize(image, self.resolution)
 
         spec = tf.TensorSpec([self.resolution, self.resolution, 3], tf.float32)
@@ -299,6 +349,17 @@ def _has_shape(x, shape):
     conditions = [tf.equal(dims[0], len(shape))]
     conditions += [tf.equal(dims[1 + i], size) for i, size in enumerate(shape) if size is not None]
     return tf.reduce_all(tf.stack(conditions))
+
+
+def _finite_rows(x, name):
+    """`x` `[B, N]`, once every value is finite; else INVALID_ARGUMENT naming the bad rows."""
+    finite = tf.reduce_all(tf.math.is_finite(x), axis=-1)
+    return _checked(
+        x,
+        tf.reduce_all(finite),
+        f"`{name}` must be finite; these rows hold NaN or Inf:",
+        tf.where(tf.logical_not(finite))[:, 0],
+    )
 
 
 def _checked(tensor, condition, *message):

@@ -6,6 +6,7 @@ computes exactly what TF Serving would return for the same request.
 
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from logit_inversion.serving import export
@@ -35,14 +36,28 @@ def resolve_version(path):
     if tf.saved_model.contains_saved_model(path):
         return path
     versions = []
-    if os.path.isdir(path):
-        versions = [int(name) for name in os.listdir(path) if name.isdigit()]
+    if tf.io.gfile.isdir(path):   # gfile: `gs://` model folders too; GCS lists "3/" for a folder
+        versions = [int(name.rstrip("/")) for name in tf.io.gfile.listdir(path)
+                    if name.rstrip("/").isdigit()]
     if not versions:
+        if os.path.basename(os.path.normpath(path)).isdigit():
+            raise ValueError(
+                f"Version folder {path} holds no SavedModel (no saved_model.pb): an interrupted "
+                f"copy? Export again or load another version. Received: path={path}"
+            )
         raise ValueError(
             "Expected a SavedModel folder or a model folder with numeric version folders. "
             f"Received: path={path}"
         )
-    return os.path.join(path, str(max(versions)))
+    newest = os.path.join(path, str(max(versions)))
+    if not tf.saved_model.contains_saved_model(newest):
+        # TF Serving would try (and fail) to serve this version too, so it is not skipped.
+        raise ValueError(
+            f"The newest version folder {newest} holds no SavedModel (no saved_model.pb): an "
+            "interrupted copy? Remove it, or load an older version folder directly. "
+            f"Received: path={path}"
+        )
+    return newest
 
 
 class LoadedInverter:
@@ -50,7 +65,9 @@ class LoadedInverter:
 
     Images are uint8 RGB `[B, H, W, 3]` in [0, 255] of any size (resized to R inside the
     model); logits are float32 `[B, K]` and noise float32 `[B, Z]`. Methods take numpy arrays
-    or tensors and return numpy arrays.
+    or tensors and return numpy arrays. Images of another dtype are refused with a ValueError
+    (integers already in [0, 255] excepted) rather than cast: a cast would turn floats in
+    [0, 1] black and wrap 300 to 44. Seeds must be one int or one per image.
 
     Args:
         path: a SavedModel folder written by `export.export_inverter`.
@@ -63,6 +80,10 @@ class LoadedInverter:
 
     def __init__(self, path):
         self.path = path
+        if not tf.saved_model.contains_saved_model(path):
+            raise ValueError(
+                f"{path} holds no SavedModel (no saved_model.pb). Received: path={path}"
+            )
         self.saved_model = tf.saved_model.load(path)
         self.signatures = self.saved_model.signatures
         missing = [name for name in export.SIGNATURES if name not in self.signatures]
@@ -88,17 +109,16 @@ class LoadedInverter:
             A dict of numpy arrays: `reconstructions` uint8 `[B, R, R, 3]`, `logits` float32
             `[B, K]` (Φ of the resized images) and `noise` float32 `[B, Z]`.
         """
+        images = _uint8_images(images)
         return self._call(
             export.RECONSTRUCT,
-            images=tf.convert_to_tensor(images, tf.uint8),
-            seed=tf.convert_to_tensor(seed, tf.int64),
+            images=images,
+            seed=_seeds(seed, images.shape[0] if images.shape.rank else None),
         )
 
     def classify(self, images):
         """Φ(x): uint8 images `[B, H, W, 3]` → logits float32 `[B, K]`."""
-        return self._call(export.CLASSIFY, images=tf.convert_to_tensor(images, tf.uint8))[
-            "logits"
-        ]
+        return self._call(export.CLASSIFY, images=_uint8_images(images))["logits"]
 
     def generate(self, logits, noise=None, seed=export.DEFAULT_SEED):
         """G(logits, noise): logits float32 `[B, K]` → images uint8 `[B, R, R, 3]`.
@@ -112,7 +132,8 @@ class LoadedInverter:
         """
         logits = tf.convert_to_tensor(logits, tf.float32)
         if noise is None:
-            seeds = tf.broadcast_to(tf.convert_to_tensor(seed, tf.int64), tf.shape(logits)[:1])
+            batch = logits.shape[0] if logits.shape.rank else None
+            seeds = tf.broadcast_to(_seeds(seed, batch), tf.shape(logits)[:1])
             noise = export.noise_from_seeds(seeds, self.noise_dim)
         noise = tf.convert_to_tensor(noise, tf.float32)
         return self._call(export.GENERATE, logits=logits, noise=noise)["images"]
@@ -120,3 +141,42 @@ class LoadedInverter:
     def _call(self, signature, **inputs):
         outputs = self.signatures[signature](**inputs)
         return {key: value.numpy() for key, value in outputs.items()}
+
+
+def _uint8_images(images):
+    """`images` as a uint8 tensor, refusing anything the cast would change.
+
+    A float image in [0, 1] cast to uint8 would turn black, and 300 would wrap to 44: only
+    uint8, and integers already in [0, 255], are accepted.
+    """
+    if tf.is_tensor(images) and images.dtype == tf.uint8:
+        return images
+    array = images.numpy() if tf.is_tensor(images) else np.asarray(images)
+    if array.dtype == np.uint8 or array.size == 0:
+        return tf.convert_to_tensor(array.astype(np.uint8))
+    if array.dtype.kind in "iu":
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high > 255:
+            raise ValueError(
+                f"`images` must be uint8 pixel values in [0, 255]; these integers span "
+                f"[{low}, {high}] and would wrap around. Received: dtype={array.dtype}, "
+                f"min={low}, max={high}"
+            )
+        return tf.convert_to_tensor(array.astype(np.uint8))
+    raise ValueError(
+        f"`images` must be uint8 RGB images [batch, height, width, 3] in [0, 255], not "
+        f"{array.dtype}: convert explicitly, e.g. np.round(np.clip(x, 0, 1) * 255).astype(np.uint8) "
+        f"for floats in [0, 1]. Received: dtype={array.dtype}"
+    )
+
+
+def _seeds(seed, batch):
+    """`seed` as int64, once it is one int or one int per image (`batch` of them)."""
+    array = seed.numpy() if tf.is_tensor(seed) else np.asarray(seed)
+    shape_ok = array.ndim == 0 or (array.ndim == 1 and (batch is None or len(array) == batch))
+    if array.dtype.kind not in "iu" or not shape_ok:
+        raise ValueError(
+            f"`seed` must be an int or one int per image ({batch} here). "
+            f"Received: seed={array.tolist()!r}"
+        )
+    return tf.convert_to_tensor(array, tf.int64)

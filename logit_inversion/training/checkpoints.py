@@ -3,14 +3,22 @@
 `tf.train.CheckpointManager` makes a save atomic from the reader's side: the data files of
 step N are written first and the `checkpoint` index file is replaced (atomic rename) only
 afterwards, so a crash mid-save leaves the index pointing at step N−1.
+
+Under `MultiWorkerMirroredStrategy` every worker must take part in a save (saving may run
+collective ops), but only the chief writes into the workdir: the others save into a private
+temporary folder that is deleted right after (the `tf.distribute` multi-worker pattern), and
+restore from the chief's checkpoints, so the workdir must be readable by every worker.
+All paths go through `tf.io.gfile`: a workdir may be `gs://...`.
 """
 
 import json
-import os
+import shutil
+import tempfile
 
 import ml_collections
 import tensorflow as tf
 
+from logit_inversion import files
 from logit_inversion.configs.base import ARCHITECTURE_KEYS
 
 CONFIG_FILENAME = "config.json"
@@ -32,22 +40,16 @@ def config_to_dict(config):
 
 
 def write_json_atomic(path, payload):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    files.write_atomic(path, json.dumps(payload, indent=2, sort_keys=True))
 
 
 def check_compatible(workdir, config):
     """Raises ValueError naming the first architecture key whose value differs from the
     config recorded in `workdir` (nothing is written or deleted)."""
-    path = os.path.join(workdir, CONFIG_FILENAME)
-    if not os.path.exists(path):
+    path = files.join(workdir, CONFIG_FILENAME)
+    if not tf.io.gfile.exists(path):
         return
-    with open(path) as f:
-        saved = _flatten(json.load(f))
+    saved = _flatten(json.loads(files.read_text(path)))
     current = _flatten(config_to_dict(config))
     for key in sorted(set(saved) | set(current)):
         if not key.split(".")[0] in ARCHITECTURE_KEYS:
@@ -60,16 +62,15 @@ def check_compatible(workdir, config):
 
 
 def record_config(workdir, config):
-    write_json_atomic(os.path.join(workdir, CONFIG_FILENAME), config_to_dict(config))
+    write_json_atomic(files.join(workdir, CONFIG_FILENAME), config_to_dict(config))
 
 
 def load_config(workdir):
-    path = os.path.join(workdir, CONFIG_FILENAME)
-    if not os.path.exists(path):
+    path = files.join(workdir, CONFIG_FILENAME)
+    if not tf.io.gfile.exists(path):
         raise ValueError(f"No {CONFIG_FILENAME} in workdir {workdir!r}: is it a "
                          "`bin/train` workdir? Received: workdir=" + repr(workdir))
-    with open(path) as f:
-        return ml_collections.ConfigDict(_tuples(json.load(f)))
+    return ml_collections.ConfigDict(_tuples(json.loads(files.read_text(path))))
 
 
 def _tuples(d):
@@ -78,12 +79,56 @@ def _tuples(d):
             for k, v in d.items()}
 
 
-def make_manager(inverter, workdir, keep):
+def variables_by_path(layer):
+    """`{variable.path: variable}` for every weight of `layer`.
+
+    `tf.train.Checkpoint` does not see Keras 3 sub-layers held in Python lists or dicts (the
+    generator's and discriminator's blocks), nor weights made with `add_weight`: handed the
+    layer itself it saved 5 of the generator's variables. Keying the variables by their
+    Keras path saves every one, under names that do not depend on how layers are nested.
+    """
+    by_path = {variable.path: variable for variable in layer.weights}
+    if len(by_path) != len(layer.weights):
+        raise ValueError(f"Layer {layer.name!r} has variables with the same path; every "
+                         "sub-layer needs a unique name to be checkpointed.")
+    return by_path
+
+
+def make_manager(inverter, workdir, keep, chief=True):
     """A `CheckpointManager` over everything training needs to resume: G, its EMA copy, D,
-    both optimizers (their `iterations` is the step)."""
+    both optimizers (their `iterations` is the step). With `chief=False` (a non-chief worker),
+    a `WorkerCheckpoints` that saves where nobody reads and restores the chief's."""
     checkpoint = tf.train.Checkpoint(
-        generator=inverter.generator, ema_generator=inverter.ema_generator,
-        discriminator=inverter.discriminator, g_optimizer=inverter.g_optimizer,
-        d_optimizer=inverter.d_optimizer)
-    return tf.train.CheckpointManager(checkpoint, os.path.join(workdir, "checkpoints"),
-                                      max_to_keep=keep)
+        generator=variables_by_path(inverter.generator),
+        ema_generator=variables_by_path(inverter.ema_generator),
+        discriminator=variables_by_path(inverter.discriminator),
+        g_optimizer=inverter.g_optimizer, d_optimizer=inverter.d_optimizer)
+    directory = files.join(workdir, "checkpoints")
+    if not chief:
+        return WorkerCheckpoints(checkpoint, directory)
+    return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=keep)
+
+
+class WorkerCheckpoints:
+    """A non-chief worker's side of the chief's `tf.train.CheckpointManager`.
+
+    `save` does what the chief's manager does (same collective ops, same save counter), into
+    a fresh local temporary folder that is deleted at once; `latest_checkpoint` is the chief's.
+    A private folder per save is what keeps workers from deleting each other's shards.
+    """
+
+    def __init__(self, checkpoint, chief_directory):
+        self.checkpoint = checkpoint
+        self.directory = chief_directory
+
+    @property
+    def latest_checkpoint(self):
+        return tf.train.latest_checkpoint(self.directory)
+
+    def save(self, checkpoint_number=None):
+        scratch = tempfile.mkdtemp(prefix="logit_inversion-worker-ckpt-")
+        try:
+            tf.train.CheckpointManager(self.checkpoint, scratch, max_to_keep=1).save(
+                checkpoint_number=checkpoint_number)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)

@@ -4,19 +4,23 @@
 resumes from the newest checkpoint (weights, EMA, optimizer state, step).
 """
 
+import hashlib
 import math
-import os
 import time
 
 from absl import logging
 import keras
 import numpy as np
+import tensorflow as tf
 
 from logit_inversion.training import callbacks as callbacks_lib
-from logit_inversion import visualize
+from logit_inversion import files, visualize
 from logit_inversion.training import checkpoints as checkpointing, strategies as distribute
 from logit_inversion.classifiers import load_classifier
-from logit_inversion.data.pipeline import build_dataset
+from logit_inversion.classifiers import preflight
+from logit_inversion.classifiers.features import load_conditioning
+from logit_inversion.configs import validation
+from logit_inversion.data.pipeline import build_dataset, stream_seed
 from logit_inversion.models.discriminator import Discriminator
 from logit_inversion.models.generator import Generator
 from logit_inversion.models.inverter import LogitInverter
@@ -24,7 +28,11 @@ from logit_inversion.models.inverter import LogitInverter
 
 def build_inverter(config):
     """The `LogitInverter` a config describes, with every variable created."""
-    classifier = load_classifier(config.classifier)
+    # The conditioning vector: the logits, or another layer of the classifier (then
+    # `classifier.logits` still gives the logits, on which agreement is measured).
+    conditioning = config.get("conditioning") or {}
+    classifier = load_conditioning(config.classifier, conditioning.get("layer"),
+                                   config.get("classifier_spec"), conditioning.get("size"))
     m = config.model
     generator = Generator(
         resolution=config.resolution, ch=m.ch, noise_dim=m.noise_dim, embed_dim=m.embed_dim,
@@ -38,7 +46,7 @@ def build_inverter(config):
         ema_decay=config.ema_decay, ema_start=config.ema_start,
         consistency_weight=config.consistency_weight,
         consistency_temperature=config.consistency_temperature,
-        pixel_weight=config.pixel_weight)
+        pixel_weight=config.pixel_weight, seed=config.seed)
     inverter.build_all()
     return inverter
 
@@ -50,6 +58,22 @@ def compile_inverter(inverter, config):
     inverter.compile(adam(config.g_lr), adam(config.d_lr),
                      steps_per_execution=config.steps_per_execution,
                      jit_compile=config.jit_compile)
+    if isinstance(inverter.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        _logs_as_vectors(inverter)
+
+
+def _logs_as_vectors(inverter):
+    """Works around Keras 3 under MultiWorkerMirroredStrategy: it reduces every step's logs
+    with `strategy.reduce("MEAN", value, axis=0)`, which fails on scalars ("Invalid reduction
+    dimension 0 for input with 0 dimensions"; tensorflow/tensorflow#72388). Logs of shape
+    [1] reduce to the scalar cross-replica mean."""
+    cls = type(inverter)
+
+    def vectors(step):
+        return lambda data: {k: tf.reshape(v, [1]) for k, v in step(inverter, data).items()}
+
+    inverter.train_step = vectors(cls.train_step)
+    inverter.test_step = vectors(cls.test_step)
 
 
 def restore_inverter(workdir):
@@ -62,54 +86,130 @@ def restore_inverter(workdir):
         raise ValueError(f"No checkpoint in workdir {workdir!r}; train first. "
                          f"Received: workdir={workdir!r}")
     manager.checkpoint.restore(manager.latest_checkpoint).expect_partial()
+    apply_standing_stats(inverter, config)
     return inverter
 
 
-def _train_dataset(config, strategy):
+def apply_standing_stats(inverter, config):
+    """BigGAN's standing statistics: G_ema's batch-norm statistics recomputed from
+    training-mode passes over `config.standing_stats_batches` batches of training images
+    (the same, in order, on every worker). Returns the number of batches used."""
+    num_batches = config.get("standing_stats_batches", 16)   # absent in older workdirs
+    if not num_batches:
+        return 0
+    ds = build_dataset(config.dataset, config.train_split, resolution=config.resolution,
+                       batch_size=config.batch_size, data_dir=config.data_dir, training=False)
+    # In the model's strategy: the batch-norm statistics are synchronized across replicas
+    # (and workers, so every worker must call this with the same batches).
+    with inverter.distribute_strategy.scope():
+        used = inverter.accumulate_standing_stats(ds, num_batches)
+    logging.info("Standing statistics of G_ema from %d training batches of %d images",
+                 used, config.batch_size)
+    return used
+
+
+def _train_dataset(config, strategy, start_step=0):
+    """The training stream of a run that starts at `start_step`: its order is drawn from
+    (config.seed, start_step), so a resumed run sees new batches, not the first ones again."""
+    seed = stream_seed(config.seed, start_step)
+
     def make(input_context):
-        return build_dataset(config.dataset, config.train_split, resolution=config.resolution,
-                             batch_size=config.batch_size * config.d_steps,
-                             data_dir=config.data_dir, training=True, seed=config.seed,
-                             input_context=input_context)
+        ds = build_dataset(config.dataset, config.train_split, resolution=config.resolution,
+                           batch_size=config.batch_size * config.d_steps,
+                           data_dir=config.data_dir, training=True, seed=seed,
+                           input_context=input_context)
+        return ds.map(_images_only)
     return strategy.distribute_datasets_from_function(make)
+
+
+def _images_only(example):
+    # Keras feeds `fit`/`evaluate` only images: under MultiWorkerMirroredStrategy its first
+    # (symbolic-build) batch goes through `strategy.reduce`, which rejects a dict of
+    # per-replica values ("Attempt to convert a value ({'image': PerReplica...").
+    return example["image"]
 
 
 def _eval_dataset(config, batch_size):
     ds = build_dataset(config.dataset, config.eval_split, resolution=config.resolution,
                        batch_size=batch_size, data_dir=config.data_dir, training=False)
-    return ds.take(max(config.eval_examples // batch_size, 1))
+    options = tf.data.Options()
+    # Every worker reads the same ordered files and keeps its share of the batches; file
+    # sharding would fail on single-file splits.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.take(max(config.eval_examples // batch_size, 1)).with_options(options)
+
+
+def eval_batch_size(config, num_replicas):
+    """Up to 100 images per eval step, a multiple of the replica count (so every replica
+    gets the same share)."""
+    return max(min(100, config.eval_examples) // num_replicas, 1) * num_replicas
+
+
+def _is_chief(strategy):
+    # Single-worker strategies say True; under MultiWorkerMirroredStrategy only the chief
+    # (or worker 0 when there is no chief task) does.
+    return bool(strategy.extended.should_checkpoint)
+
+
+def _task_name(strategy):
+    """`" [worker:1]"` under a multi-worker strategy, else `""` (for log lines)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return ""
+    return f" [{resolver.task_type}:{resolver.task_id}]"
+
+
+def weights_digest(inverter):
+    """sha256 of G, G_ema and D's weights (this worker's copy): equal on every worker of a
+    correct synchronous run."""
+    digest = hashlib.sha256()
+    for model in (inverter.generator, inverter.ema_generator, inverter.discriminator):
+        for v in model.weights:
+            digest.update(np.ascontiguousarray(v.numpy()).tobytes())
+    return digest.hexdigest()
 
 
 def evaluate(inverter, config, workdir, images):
     """Held-out agreement, and the labelled reconstruction grid of `images` (the run's fixed
-    eval batch, already read once for TensorBoard)."""
-    eval_batch = min(100, config.eval_examples)
+    eval batch, already read once for TensorBoard), written by the chief only. Every worker
+    of a multi-worker run must call this: evaluation is collective."""
+    strategy = inverter.distribute_strategy
+    eval_batch = eval_batch_size(config, strategy.num_replicas_in_sync)
     eval_ds = _eval_dataset(config, eval_batch)
     # Cardinality is unknown after filtering decoders, so count (cheap next to evaluating).
     n_batches = sum(1 for _ in eval_ds)
     if n_batches == 0:
         raise ValueError(f"Eval split {config.eval_split!r} of {config.dataset!r} has fewer "
                          f"than {eval_batch} images.")
-    result = inverter.evaluate(eval_ds, verbose=0, return_dict=True)
+    apply_standing_stats(inverter, config)
+    # An explicit step count: Keras never reads past the end (no "ran out of data" warning).
+    result = inverter.evaluate(eval_ds.map(_images_only), steps=n_batches, verbose=0,
+                               return_dict=True)
+    metrics = {"agreement": float(result["agreement"]), "eval_examples": n_batches * eval_batch,
+               "eval_split": config.eval_split}
+    if not _is_chief(strategy):
+        return metrics
     logits = inverter.classifier(images)
     recon = inverter.generate(logits, inverter.sample_noise(len(images), seed=(1, 2)))
     recon_logits = inverter.classifier(recon)
     names = inverter.classifier.spec.class_names
     label = (lambda i: names[i]) if names else str
+    if hasattr(inverter.classifier, "logits"):  # conditioned on another layer: label by logits
+        logits, recon_logits = inverter.classifier.logits(images), inverter.classifier.logits(recon)
+        names = inverter.classifier.logits_spec.class_names
+        label = (lambda i: names[i]) if names else str
     grid = visualize.labelled_grid(
         images.numpy(), recon.numpy(),
         [label(int(i)) for i in np.argmax(logits, -1)],
         [label(int(i)) for i in np.argmax(recon_logits, -1)])
-    grid_path = os.path.join(workdir, "reconstructions.png")
-    grid.save(grid_path + ".tmp.png")
-    os.replace(grid_path + ".tmp.png", grid_path)
-    return {"agreement": float(result["agreement"]), "eval_examples": n_batches * eval_batch,
-            "eval_split": config.eval_split}
+    visualize.save_png(grid, files.join(workdir, "reconstructions.png"))
+    return metrics
 
 
 def train(config, workdir, strategy="default", tpu=None, verbose=1):
     """Trains (or resumes) an inverter in `workdir`; returns and writes `metrics.json`."""
     strategy = distribute.get_strategy(strategy, tpu)   # bad name / no TPU: fail first
+    validation.validate(config, num_replicas=strategy.num_replicas_in_sync)  # before any write
     checkpointing.check_compatible(workdir, config)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
@@ -122,29 +222,41 @@ def train(config, workdir, strategy="default", tpu=None, verbose=1):
     keras.utils.set_random_seed(config.seed)
     # Reading the fixed batch first makes a bad dataset name fail before anything is written.
     fixed = next(iter(_eval_dataset(config, config.num_images)))["image"]
-    os.makedirs(workdir, exist_ok=True)
+    # The classifier must classify held-out images under its spec (range, channel order,
+    # logits) before anything is trained or written; config.preflight.accept_risk overrides.
+    preflight_report = preflight.check_config(config)
+    # Only the chief writes into the workdir (config, TensorBoard, checkpoints, outputs).
+    chief = _is_chief(strategy)
+    task = _task_name(strategy)
+    if chief:
+        tf.io.gfile.makedirs(workdir)
 
     with strategy.scope():
         inverter = build_inverter(config)
         compile_inverter(inverter, config)
-    manager = checkpointing.make_manager(inverter, workdir, config.keep_checkpoints)
+    manager = checkpointing.make_manager(inverter, workdir, config.keep_checkpoints, chief)
     if manager.latest_checkpoint:
         manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         logging.info("Resumed from %s", manager.latest_checkpoint)
     start_step = int(inverter.g_optimizer.iterations.numpy())
-    checkpointing.record_config(workdir, config)
+    if chief:
+        checkpointing.record_config(workdir, config)
+    if chief and preflight_report is not None:
+        checkpointing.write_json_atomic(files.join(workdir, "preflight.json"), preflight_report)
     print(f"logit_inversion: training in {workdir} from step {start_step} "
-          f"to {config.num_steps} on {strategy.num_replicas_in_sync} replica(s)", flush=True)
+          f"to {config.num_steps} on {strategy.num_replicas_in_sync} replica(s){task}",
+          flush=True)
 
     guard = callbacks_lib.NanGuard()
     throughput = callbacks_lib.Throughput(config.steps_per_execution)
-    cbs = [guard, callbacks_lib.Checkpointer(manager, guard), throughput,
-           callbacks_lib.TensorBoardLogger(os.path.join(workdir, "tensorboard"), fixed)]
+    cbs = [guard, callbacks_lib.Checkpointer(manager, guard), throughput]
+    if chief:
+        cbs.append(callbacks_lib.TensorBoardLogger(files.join(workdir, "tensorboard"), fixed))
     epochs = config.num_steps // config.checkpoint_every
     initial_epoch = start_step // config.checkpoint_every
     start = time.perf_counter()
     if initial_epoch < epochs:
-        inverter.fit(_train_dataset(config, strategy), epochs=epochs,
+        inverter.fit(_train_dataset(config, strategy, start_step), epochs=epochs,
                      initial_epoch=initial_epoch, steps_per_epoch=config.checkpoint_every,
                      callbacks=cbs, verbose=verbose)
     if guard.failure is not None:
@@ -162,10 +274,16 @@ def train(config, workdir, strategy="default", tpu=None, verbose=1):
         "images_per_second": throughput.steps_per_second * global_batch,
         "train_seconds_this_run": time.perf_counter() - start,
         "classifier": config.classifier, "dataset": config.dataset,
+        "weights_sha256": weights_digest(inverter),
+        "preflight": preflight_report,
     })
     metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                for k, v in metrics.items()}
-    checkpointing.write_json_atomic(os.path.join(workdir, "metrics.json"), metrics)
+    print(f"logit_inversion: finished at step {metrics['steps']}{task}; weights sha256 "
+          f"{metrics['weights_sha256']}", flush=True)
+    if not chief:
+        return metrics
+    checkpointing.write_json_atomic(files.join(workdir, "metrics.json"), metrics)
     print(f"logit_inversion: held-out agreement {metrics['agreement']:.3f} on "
           f"{metrics['eval_examples']} images; outputs in {workdir}: metrics.json, "
           "reconstructions.png, tensorboard/, checkpoints/", flush=True)

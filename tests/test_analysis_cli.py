@@ -1,0 +1,113 @@
+"""Tests for `bin/analyze` and `analysis.runner`: both a workdir and an export work as the
+model, every file is written, bad inputs fail with one line before anything is written."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from logit_inversion import testing, training
+from logit_inversion.analysis import factor_regressor, runner
+from logit_inversion.serving import export
+from logit_inversion.training import checkpoints as checkpointing
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = dict(num_images=8, scan_images=16, factor_images=16, seed=0)
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory, tiny_classifier_path, shapes_data_dir):
+    """A tiny untrained inverter as a workdir and as an export, and a tiny factor regressor."""
+    workdir = tmp_path_factory.mktemp("cli_workdir")
+    config = testing.tiny_config(tiny_classifier_path, shapes_data_dir)
+    inverter = training.build_inverter(config)
+    training.compile_inverter(inverter, config)
+    checkpointing.record_config(str(workdir), config)
+    checkpointing.make_manager(inverter, str(workdir), keep=1).save()
+    export_dir = tmp_path_factory.mktemp("cli_export") / "tiny"
+    version = export.export_inverter(inverter, str(export_dir))
+    regressor = tmp_path_factory.mktemp("cli_factors") / "factors"
+    factor_regressor.train_regressor(str(regressor), data_dir=shapes_data_dir, epochs=1,
+                                     batch_size=64, width=4, dense=8, verbose=0)
+    return dict(workdir=str(workdir), export=str(export_dir), version=version,
+                regressor=str(regressor), data_dir=shapes_data_dir)
+
+
+def test_all_experiments_on_a_workdir_write_figures_records_and_page(paths, tmp_path):
+    out = tmp_path / "out"
+    lines = []
+    records = runner.run_analyses(
+        [paths["workdir"], paths["export"]], "all", str(out), regressor=paths["regressor"],
+        command="bin/analyze --test", log=lines.append, **SMALL)
+    assert set(records) == set(runner.EXPERIMENTS)
+    for name in runner.EXPERIMENTS:
+        with Image.open(out / f"{name}.png") as image:
+            assert image.format == "PNG" and image.width > 96 and image.height > 96
+        record = json.loads((out / f"{name}.json").read_text())
+        assert record["command"] == "bin/analyze --test" and record["seed"] == 0
+        assert record["model"][0]["path"] == paths["workdir"]
+        assert record["data"].startswith("shapes:test")
+        assert record["summary"], name
+    # One progress line per experiment, with its time, then the page.
+    timed = [line for line in lines if re.match(r"\[\d/9\] \w+: [\d.]+ s → ", line)]
+    assert len(timed) == 9, lines
+    page = (out / "index.html").read_text()
+    assert page.count("src='data:image/png;base64,") == 9
+    assert not re.search(r"(src|href)=['\"]?(https?:|//)", page), "the page must work offline"
+    for name in runner.EXPERIMENTS:
+        assert f"id='{name}'" in page
+        assert runner.MODULES[name].GUIDE.split(" ")[0] in page
+
+
+def test_bin_analyze_on_an_export_version_folder(paths, tmp_path):
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bin" / "analyze"), "--model", paths["version"],
+         "--experiment", "reconstructions,adversarial", "--output_dir", str(out),
+         "--data_dir", paths["data_dir"], "--num_images", "4"],
+        capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(os.listdir(out)) == ["adversarial.json", "adversarial.png",
+                                       "reconstructions.json", "reconstructions.png"]
+    record = json.loads((out / "adversarial.json").read_text())
+    assert record["model"][0]["kind"] == "export"
+    assert record["command"].startswith("bin/analyze --model")
+    # An export takes its class names from the dataset when their number matches.
+    assert record["model"][0]["class_names"][0] == "circle"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(experiments="reconstructions,bogus"), "Received: experiment=reconstructions,bogus"),
+    (dict(num_images=0), "Received: num_images=0"),
+    (dict(model_paths=["/nonexistent/run"]), "Received: model=/nonexistent/run"),
+])
+def test_bad_inputs_fail_before_anything_is_written(paths, tmp_path, kwargs, message):
+    out = tmp_path / "never"
+    arguments = dict(model_paths=[paths["workdir"]], experiments="reconstructions")
+    arguments.update(kwargs)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        runner.run_analyses(arguments.pop("model_paths"), arguments.pop("experiments"), str(out),
+                            **{**SMALL, **arguments})
+    assert not out.exists()
+
+
+def test_factors_requested_on_a_dataset_without_factors_fails_clearly(paths, tmp_path):
+    out = tmp_path / "never"
+    with pytest.raises(ValueError, match="factors cannot run: .*no ground-truth"):
+        runner.run_analyses([paths["workdir"]], "factors", str(out), dataset=paths["folder"]
+                            if "folder" in paths else _folder(tmp_path), **SMALL)
+    assert not out.exists()
+
+
+def _folder(tmp_path):
+    """A flat folder of a few PNG images (a dataset without labels or factors)."""
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for i in range(10):
+        Image.new("RGB", (40, 40), (20 * i, 100, 200)).save(folder / f"{i}.png")
+    return str(folder)

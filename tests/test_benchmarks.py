@@ -1,0 +1,119 @@
+"""The FLOP counter against hand counts, and the train/flops benchmarks' JSON."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+from logit_inversion.benchmarks import flops, train
+from logit_inversion.models.layers import SNConv2D, SNDense
+
+_ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+
+
+def _graph_and_hlo(layer, x, backward):
+    """FLOPs of `layer(x)` (and its input and weight gradients) by both counters."""
+    layer(x)   # build
+
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.reduce_sum(layer(x))
+        return tape.gradient(y, [x, layer.kernel]) if backward else y
+
+    graph = tf.function(step).get_concrete_function(tf.TensorSpec(x.shape)).graph
+    counted = flops.graph_flops(graph, {"layer": layer.name})["layer"]["matmul"]
+    hlo = tf.function(step, jit_compile=True).experimental_get_compiler_ir(x)(stage="hlo")
+    return counted, flops.hlo_flops(hlo)
+
+
+@pytest.mark.parametrize("backward", [False, True])
+def test_conv_layer_matches_hand_count(backward):
+    b, h, w, c_in, c_out, k = 8, 16, 16, 8, 16, 3
+    hand = 2 * b * h * w * k * k * c_in * c_out          # 2 FLOPs per multiply-add
+    if backward:
+        hand *= 3                                        # + input grad + kernel grad
+    graph_count, hlo_count = _graph_and_hlo(SNConv2D(c_out, k, name="conv"),
+                                            tf.zeros((b, h, w, c_in)), backward)
+    # The rest is spectral norm's power iteration on the kernel (< 0.5 % here).
+    assert graph_count == pytest.approx(hand, rel=0.01)
+    assert hlo_count == pytest.approx(hand, rel=0.01)
+
+
+def test_dense_layer_matches_hand_count():
+    b, n_in, n_out = 1024, 64, 32
+    hand = 2 * b * n_in * n_out
+    graph_count, hlo_count = _graph_and_hlo(SNDense(n_out, name="dense"),
+                                            tf.zeros((b, n_in)), backward=False)
+    assert graph_count == pytest.approx(hand, rel=0.01)
+    assert hlo_count == pytest.approx(hand, rel=0.01)
+
+
+def test_hlo_counter_reads_convolution_and_dot_lines():
+    text = (
+        "%c = f32[2,8,8,4]{3,2,1,0} convolution(f32[2,8,8,3]{3,2,1,0} %x, "
+        "f32[3,3,3,4]{3,2,1,0} %k), window={size=3x3 pad=1_1x1_1}, "
+        'dim_labels=b01f_01io->b01f, metadata={op_type="Conv2D" op_name="generator_1/c"}\n'
+        "%d = f32[2,5]{1,0} dot(f32[2,7]{1,0} %a, f32[7,5]{1,0} %b), "
+        'lhs_contracting_dims={1}, rhs_contracting_dims={0}, metadata={op_name="disc/m"}\n')
+    assert flops.hlo_flops(text) == 2 * 2 * 64 * 4 * 27 + 2 * 2 * 5 * 7
+    assert flops.hlo_flops(text, {"G": "generator"}) == {"G": 2 * 2 * 64 * 4 * 27,
+                                                         "other": 2 * 2 * 5 * 7}
+
+
+def test_step_count_adds_up_and_follows_the_step(tiny_config):
+    from logit_inversion import training
+    tiny_config.batch_size = 4
+    inverter = training.build_inverter(tiny_config)
+    training.compile_inverter(inverter, tiny_config)
+    counted = flops.count_inverter(inverter, tiny_config)
+    f = counted["flops"]
+    assert f["total"] == f["G"] + f["D"] + f["Φ"] + f["other"]
+    assert min(f["G"], f["D"], f["Φ"]) > 0
+    # Φ sees the real images and the fakes; the consistency term back-propagates through it.
+    assert tiny_config.consistency_weight > 0
+    assert counted["phi"]["images_forward_per_step"] == 2 * 4
+    assert counted["phi"]["images_backward_per_step"] == 4
+    assert counted["params"]["Φ"] == 3 * 3 * 3 * 8 + 8 * 6   # the tiny classifier's weights
+    assert counted["params"]["G"] == sum(
+        int(tf.size(w)) for w in inverter.generator.trainable_weights)
+
+
+@pytest.mark.slow
+def test_step_count_is_affine_in_the_batch(tiny_config):
+    tiny_config.batch_size = 4
+    direct = flops.count_config(tiny_config)
+    extrapolated = flops.count_config(tiny_config, trace_batches=(1, 2))
+    assert extrapolated["flops"] == direct["flops"]
+    assert extrapolated["phi"] == direct["phi"]
+
+
+def test_train_benchmark_reports_documented_keys(tiny_config):
+    result = train.run(tiny_config, {"steps": 2, "warmup_steps": 1, "matmul_size": 256,
+                                     "matmul_repeats": 1, "variants": "no_xla",
+                                     "profile_steps": 1, "profile_top": 3})
+    assert {"config", "machine", "flops_per_step", "flops_per_step_by_network",
+            "matmul_peak_flops_per_second", "no_xla", "profile"} <= set(result)
+    timing = result["no_xla"]
+    assert {"steps_per_second", "images_per_second", "flops_per_second",
+            "fraction_of_matmul_peak", "peak_rss_mb", "first_step_seconds"} <= set(timing)
+    assert timing["images_per_second"] == pytest.approx(
+        timing["steps_per_second"] * tiny_config.batch_size * tiny_config.d_steps, rel=0.01)
+    assert timing["fraction_of_matmul_peak"] == pytest.approx(
+        timing["flops_per_second"] / result["matmul_peak_flops_per_second"]["used"], rel=0.01)
+    assert 0 < len(result["profile"]["top_ops"]) <= 3
+    assert "no_xla" in train.table(result)
+
+
+def test_bad_options_fail_with_one_line():
+    with pytest.raises(ValueError, match="Received: variants='gpu'"):
+        train.run(None, {"variants": "gpu"})
+    with pytest.raises(ValueError, match="Unknown train benchmark options"):
+        train.run(None, {"step": 3})
+    done = subprocess.run([sys.executable, os.path.join(_ROOT, "bin", "benchmark"), "nope"],
+                          capture_output=True, text=True)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "bin/benchmark: error: unknown benchmark 'nope'")

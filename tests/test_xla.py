@@ -1,0 +1,100 @@
+"""The TPU path on CPU: the train and test steps compile with XLA, in float32 and mixed
+bfloat16, when the classifier's input size differs from G's resolution (so the frozen
+classifier resizes), and the traced train step holds no host-only op."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from logit_inversion import testing, training
+from logit_inversion.classifiers.frozen import resize_images
+
+# Ops that XLA cannot compile and that would send a TPU step to the host (or fail it).
+DENIED_OPS = {
+    "PyFunc", "PyFuncStateless", "EagerPyFunc", "ScaleAndTranslate", "ScaleAndTranslateGrad",
+    "Print", "PrintV2", "DecodeJpeg", "DecodePng", "DecodeImage", "EncodePng", "EncodeJpeg",
+    "ReadFile", "WriteFile", "ResizeArea",
+}
+DENIED_PREFIXES = ("String", "Regex", "AsString", "Decode", "Encode", "Py")
+
+
+@pytest.fixture(scope="module", params=[48, 24], ids=["up_32_to_48", "down_32_to_24"])
+def resized_classifier(request, tmp_path_factory):
+    """A tiny classifier whose input size differs from G's 32 px (enlarge or shrink)."""
+    path = tmp_path_factory.mktemp("clf") / f"tiny{request.param}"
+    return testing.save_tiny_classifier(str(path), input_size=request.param)
+
+
+@pytest.fixture
+def policy():
+    """Sets a global dtype policy for one test and restores float32 afterwards."""
+    yield keras.mixed_precision.set_global_policy
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def _inverter(classifier, data_dir):
+    config = testing.tiny_config(classifier, data_dir)
+    inverter = training.build_inverter(config)
+    training.compile_inverter(inverter, config)
+    return inverter
+
+
+def _images(n=8, r=32):
+    return tf.random.stateless_uniform((n, r, r, 3), (0, 1), -1.0, 1.0)
+
+
+def _op_types(concrete_function):
+    """Every op type in a traced function, nested functions (loops, conds, gradients)
+    included."""
+    graph_def = concrete_function.graph.as_graph_def()
+    types = {node.op for node in graph_def.node}
+    for function in graph_def.library.function:
+        types |= {node.op for node in function.node_def}
+    return types
+
+
+def _denied(types):
+    return sorted(t for t in types if t in DENIED_OPS or t.startswith(DENIED_PREFIXES))
+
+
+@pytest.mark.parametrize("dtype_policy", ["float32", "mixed_bfloat16"])
+def test_train_and_test_steps_compile_with_xla(resized_classifier, shapes_data_dir, policy,
+                                               dtype_policy):
+    policy(dtype_policy)
+    inverter = _inverter(resized_classifier, shapes_data_dir)
+    assert inverter.generator.compute_dtype == dtype_policy.replace("mixed_", "")
+    images = _images()
+    logs = tf.function(inverter.train_step, jit_compile=True)(images)
+    assert int(inverter.g_optimizer.iterations) == 1
+    assert all(np.isfinite(float(v)) for v in logs.values()), logs
+    inverter.reset_metrics()
+    logs = tf.function(inverter.test_step, jit_compile=True)(images)
+    assert set(logs) == {"d_loss", "g_loss", "d_real", "d_fake", "agreement"}
+    assert all(np.isfinite(float(v)) for v in logs.values()), logs
+    assert 0.0 <= float(logs["agreement"]) <= 1.0
+
+
+def test_traced_steps_hold_no_host_only_op(resized_classifier, shapes_data_dir):
+    inverter = _inverter(resized_classifier, shapes_data_dir)
+    spec = tf.TensorSpec((8, 32, 32, 3), tf.float32)
+    train_ops = _op_types(tf.function(inverter.train_step).get_concrete_function(spec))
+    test_ops = _op_types(tf.function(inverter.test_step).get_concrete_function(spec))
+    # The check must see inside the classifier's restored function and the gradients.
+    assert {"Conv2D", "Conv2DBackpropInput", "StatelessRandomNormalV2"} <= train_ops
+    assert _denied(train_ops) == []
+    assert _denied(test_ops) == []
+
+
+def test_deny_list_catches_the_antialiased_tf_resize():
+    traced = tf.function(
+        lambda x: tf.image.resize(x, (24, 24), antialias=True)).get_concrete_function(
+            tf.TensorSpec((2, 32, 32, 3), tf.float32))
+    assert _denied(_op_types(traced)) == ["ScaleAndTranslate"]
+
+
+@pytest.mark.parametrize("in_size,out_size", [(32, 48), (32, 24), (128, 224), (30, 7)])
+def test_resize_matches_tf_antialiased_bilinear(in_size, out_size):
+    images = tf.random.stateless_uniform((2, in_size, in_size, 3), (1, 2), -1.0, 1.0)
+    expected = tf.image.resize(images, (out_size, out_size), "bilinear", antialias=True)
+    np.testing.assert_allclose(resize_images(images, out_size), expected, atol=5e-5)
