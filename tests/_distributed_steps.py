@@ -76,7 +76,7 @@ def replica_checks(inverter, strategy):
                              inverter.discriminator)
              for v in model.weights if v.name in ("sn_u", "moving_mean", "moving_var")]
     out["num_replica_identical"] = len(state)
-    out["aggregations"] = sorted({str(v.value.aggregation) for v in state})
+    out["aggregations"] = sorted({v.value.aggregation.name for v in state})
 
     # Held-out metrics on 9 images in batches of 4: the last batch leaves replica 1 empty.
     # Zero noise, so that the single-device reference sees the same reconstructions.

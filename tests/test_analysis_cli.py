@@ -99,8 +99,8 @@ def test_bad_inputs_fail_before_anything_is_written(paths, tmp_path, kwargs, mes
 def test_factors_requested_on_a_dataset_without_factors_fails_clearly(paths, tmp_path):
     out = tmp_path / "never"
     with pytest.raises(ValueError, match="factors cannot run: .*no ground-truth"):
-        runner.run_analyses([paths["workdir"]], "factors", str(out), dataset=paths["folder"]
-                            if "folder" in paths else _folder(tmp_path), **SMALL)
+        runner.run_analyses([paths["workdir"]], "factors", str(out), dataset=_folder(tmp_path),
+                            split="train", **SMALL)
     assert not out.exists()
 
 

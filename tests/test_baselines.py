@@ -144,3 +144,40 @@ def test_invert_benchmark_reports_speed_and_identification(tiny_config, tmp_path
     assert "optimization, 4 steps" in invert.table(result)
     with pytest.raises(ValueError, match="Unknown invert benchmark options"):
         invert.run({"workdri": workdir})
+
+
+def test_feature_loss_known_values():
+    from logit_inversion.models.inverter import feature_loss
+
+    a = tf.constant([[3.0, 4.0]])
+    assert float(feature_loss(a, a)) == 0.0
+    assert float(feature_loss(a, 2 * a)) == pytest.approx(0.25)   # ‖a − 2a‖² / ‖2a‖²
+
+
+def test_dosovitskiy_brox_config_trains_a_deterministic_decoder(tiny_config):
+    from logit_inversion import training
+    from logit_inversion.configs import dosovitskiy_brox
+
+    dnb = dosovitskiy_brox.get_config()
+    assert dnb.deterministic and dnb.feature_weight > 0 and dnb.pixel_weight > 0
+    assert dnb.consistency_weight == 0.0 and dnb.feature_layer == "penultimate"
+    for key in ("deterministic", "pixel_weight", "feature_weight", "consistency_weight"):
+        tiny_config[key] = dnb[key]
+    tiny_config.feature_layer = "logits"      # the tiny classifier has no layers to pick
+    inverter = training.build_inverter(tiny_config)
+    training.compile_inverter(inverter, tiny_config)
+    assert inverter.deterministic and inverter.feature_extractor is not None
+    assert float(tf.reduce_max(tf.abs(inverter.sample_noise(3, seed=(1, 2))))) == 0.0
+    images = tf.random.stateless_uniform((8, 32, 32, 3), (0, 1), -1, 1)
+    logs = inverter.train_step({"image": images})
+    assert np.isfinite(float(logs["g_loss"]))
+    first, second = inverter(images[:2]), inverter(images[:2])
+    np.testing.assert_array_equal(first.numpy(), second.numpy())   # no noise: deterministic
+    assert inverter.get_config()["deterministic"] is True
+
+
+def test_feature_weight_without_extractor_is_an_error(tiny_config):
+    from logit_inversion.models.inverter import LogitInverter
+
+    with pytest.raises(ValueError, match="feature_extractor=None"):
+        LogitInverter(None, None, None, feature_weight=1.0)

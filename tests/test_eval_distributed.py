@@ -12,7 +12,7 @@ def test_mirrored_agreement_equals_single_device(tiny_classifier_path, shapes_da
                                                  tmp_path):
     out = subprocess.run(
         [sys.executable, os.path.join(HERE, "_eval_distributed.py"), tiny_classifier_path,
-         shapes_data_dir, str(tmp_path)], capture_output=True, text=True, timeout=600)
+         shapes_data_dir, str(tmp_path)], capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stderr[-3000:]
     [line] = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
     result = json.loads(line[len("RESULT "):])

@@ -138,6 +138,8 @@ def test_signatures_inputs_and_outputs(exported):
         ),
         "classify": ({"images": tf.uint8}, {"logits"}),
         "generate": ({"logits": tf.float32, "noise": tf.float32}, {"images"}),
+        # Differentiable: float images in [-1, 1] at the model's resolution (for attacks).
+        "classify_float": ({"images": tf.float32}, {"logits"}),
     }
     assert set(exported.model.signatures) == set(expected)
     for name, (inputs, outputs) in expected.items():

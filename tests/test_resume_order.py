@@ -16,7 +16,8 @@ def _first_batches(config, start_step, n=2):
 def test_first_batch_depends_on_the_resume_step(tiny_config):
     fresh = _first_batches(tiny_config, 0)
     resumed = _first_batches(tiny_config, 4)
-    assert fresh.shape == (2, 16, 32, 32, 3)      # batch_size × d_steps images per step
+    per_step = tiny_config.batch_size * tiny_config.d_steps
+    assert fresh.shape == (2, per_step, 32, 32, 3)
     assert not np.array_equal(fresh[0], resumed[0])
     np.testing.assert_array_equal(resumed, _first_batches(tiny_config, 4))
     np.testing.assert_array_equal(fresh, _first_batches(tiny_config, 0))

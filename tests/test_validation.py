@@ -143,7 +143,7 @@ def test_bin_train_exits_with_one_line_and_no_workdir(tiny_classifier_path, shap
         [sys.executable, os.path.join(ROOT, "bin", "train"), f"--workdir={workdir}",
          f"--config.classifier={tiny_classifier_path}", f"--config.data_dir={shapes_data_dir}",
          "--config.model.ch=4", "--config.batch_size=8", flag],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=600)
     assert out.returncode == 1, out.stderr[-2000:]
     assert out.stderr.strip().splitlines()[-1] == f"bin/train: error: {message}"
     assert "Traceback" not in out.stderr

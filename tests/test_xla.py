@@ -58,6 +58,7 @@ def _denied(types):
     return sorted(t for t in types if t in DENIED_OPS or t.startswith(DENIED_PREFIXES))
 
 
+@pytest.mark.slow  # XLA's CPU compile of the step takes minutes
 @pytest.mark.parametrize("dtype_policy", ["float32", "mixed_bfloat16"])
 def test_train_and_test_steps_compile_with_xla(resized_classifier, shapes_data_dir, policy,
                                                dtype_policy):

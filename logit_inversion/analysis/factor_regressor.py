@@ -177,6 +177,7 @@ def build_regressor(width=32, dense=128, name="shapes_factors"):
     return keras.Model(inputs, outputs, name=name)
 
 
+@keras.saving.register_keras_serializable(package="logit_inversion")
 def masked_mse(y_true, y_pred):
     """Mean squared error over the defined targets: `y_true` is `[batch, 2·13]`, the targets
     then their mask."""

@@ -152,11 +152,13 @@ def _open_workdir(path, name, class_names):
     classifier = inverter.classifier
     names = class_names or classifier.spec.class_names or _default_names(inverter.num_classes)
 
-    @tf.function(reduce_retracing=True)
+    # autograph=False: plain graph tracing of Keras layers; autograph would try to convert
+    # Keras internals and fails on them.
+    @tf.function(reduce_retracing=True, autograph=False)
     def generate(logits, noise):
-        return export.to_uint8(inverter.generate(logits, noise))
+        return export.to_uint8(inverter.ema_generator(logits, noise, training=False))
 
-    logits_fn = tf.function(classifier.__call__, reduce_retracing=True)
+    logits_fn = tf.function(classifier.__call__, reduce_retracing=True, autograph=False)
     return AnalysisModel(name, path, "workdir", classifier.__call__, logits_fn, generate,
                          inverter.resolution, inverter.num_classes, inverter.noise_dim, names,
                          dataset=config.get("dataset"), data_dir=config.get("data_dir"))

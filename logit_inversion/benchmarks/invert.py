@@ -30,7 +30,11 @@ def _inverter(workdir):
     from logit_inversion.configs import demo
 
     if workdir:
-        return training.restore_inverter(workdir), workdir
+        from logit_inversion.evaluation.models import check_checkpoint_covers_generator
+
+        inverter = training.restore_inverter(workdir)
+        check_checkpoint_covers_generator(inverter, workdir)
+        return inverter, workdir
     return training.build_inverter(demo.get_config()), "untrained demo inverter"
 
 

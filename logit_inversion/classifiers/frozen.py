@@ -409,7 +409,13 @@ def _infer_from_signature(model, fields, missing, handle):
                 f"classifier_spec.output_key to the logits. Received: handle={handle}, "
                 "classifier_spec.output_key=None"
             )
-        outputs = outputs.get(key if key is not None else next(iter(outputs)))
+        if key is not None and key not in outputs:
+            raise ValueError(
+                f"Classifier '{handle}' has no output '{key}' (keys: {sorted(outputs)}); set "
+                f"classifier_spec.output_key to one of them. Received: handle={handle}, "
+                f"classifier_spec.output_key={key}"
+            )
+        outputs = outputs[key if key is not None else next(iter(outputs))]
     shapes = {
         "input_size": (input_shape, "the input", _square_size),
         "num_classes": (getattr(outputs, "shape", None), "the output", _logits_width),

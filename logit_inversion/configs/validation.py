@@ -152,6 +152,9 @@ KEYS = {
 }
 
 
+_MISSING = object()
+
+
 def _get(config, key):
     node = config
     for part in key.split("."):
@@ -159,9 +162,6 @@ def _get(config, key):
             return _MISSING
         node = node[part]
     return node
-
-
-_MISSING = object()
 
 
 def _flatten(config, prefix=""):

@@ -49,31 +49,26 @@ def _batched(fn, n):
     return tf.concat(parts, 0)
 
 
-def check_checkpoint_covers_generator(workdir):
+def check_checkpoint_covers_generator(inverter, workdir):
     """Raises ValueError unless the newest checkpoint of `workdir` holds a value for every
-    weight of the EMA generator: a checkpoint that misses some (e.g. layers kept in a Python
-    list that the checkpoint did not track) would be evaluated with random weights."""
-    from logit_inversion.training import checkpoints, trainer
-
-    config = checkpoints.load_config(workdir)
+    weight of the restored EMA generator: a checkpoint that misses some (layers it did not
+    track) would silently be evaluated with random weights."""
     path = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
-    if path is None:
-        raise ValueError(f"No checkpoint in workdir {workdir}. Received: model={workdir}")
     saved = sum(1 for name, _ in tf.train.list_variables(path)
                 if name.startswith("ema_generator/") and ".OPTIMIZER_SLOT" not in name)
-    expected = len(trainer.build_inverter(config).ema_generator.weights)
+    expected = len(inverter.ema_generator.weights)
     if saved < expected:
         raise ValueError(f"Checkpoint {path} holds {saved} of the EMA generator's {expected} "
-                         f"weights; restoring it would evaluate random layers. Received: "
+                         f"weights; evaluating it would use random layers. Received: "
                          f"model={workdir}")
 
 
 def _from_workdir(spec):
     from logit_inversion.training import checkpoints, trainer
 
-    check_checkpoint_covers_generator(spec)
     config = checkpoints.load_config(spec)
     inverter = trainer.restore_inverter(spec)
+    check_checkpoint_covers_generator(inverter, spec)
     deterministic = bool(getattr(inverter, "deterministic", False))
 
     def reconstruct(images, logits, seed=0):

@@ -72,6 +72,13 @@ class Discriminator(keras.layers.Layer):
         self.multipliers = tuple(multipliers) if multipliers else None
         self.channels = arch.discriminator_channels(resolution, ch, self.multipliers)
 
+    @property
+    def input_dtype(self):
+        # Keras casts call inputs to this dtype (else the compute dtype, bfloat16 under mixed
+        # precision), which would round the logits before their float32 projection; the
+        # other inputs are cast to the compute dtype in `call`.
+        return "float32"
+
     def build(self, images_shape, logits_shape=None):
         self.blocks, self.attention = [], {}
         res = self.resolution

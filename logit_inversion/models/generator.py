@@ -115,6 +115,13 @@ class Generator(keras.layers.Layer):
                              f"{resolution} px; noise_dim must be a multiple of {n_chunks}. "
                              f"Received: noise_dim={noise_dim}")
 
+    @property
+    def input_dtype(self):
+        # Keras casts call inputs to this dtype (else the compute dtype, bfloat16 under mixed
+        # precision), which would round the logits before their float32 projection; the
+        # other inputs are cast to the compute dtype in `call`.
+        return "float32"
+
     def build(self, logits_shape, noise_shape=None):
         # float32 whatever the policy: bfloat16 keeps ~3 significant digits of a logit, and
         # small logit differences are what the paper studies (cast after the projection).

@@ -33,6 +33,14 @@ def _num_replicas():
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
+def feature_loss(reconstruction_features, features):
+    """Mean of ‖C(x̂) − C(x)‖² / ‖C(x)‖²: features `[batch, F]` ×2 → scalar. Relative, so
+    its weight means the same whatever the scale of the comparator's features."""
+    a = ops.cast(reconstruction_features, "float32")
+    b = ops.cast(features, "float32")
+    return ops.mean(ops.sum(ops.square(a - b), -1) / (ops.sum(ops.square(b), -1) + 1e-12))
+
+
 def _replica_id():
     """The global replica id (unique across workers); 0 in cross-replica context."""
     context = tf.distribute.get_replica_context()
@@ -55,6 +63,13 @@ class LogitInverter(keras.Model):
         seed: integer seed of the noise ε drawn in training, evaluation and standing
             statistics. Each draw is a pure function of (seed, step, global replica id), so
             replicas and workers draw different noise and a rerun or resume repeats it.
+        deterministic: hold the noise at zero everywhere, G(z, 0): a deterministic decoder
+            (the Dosovitskiy & Brox baseline, `configs/dosovitskiy_brox.py`).
+        feature_weight: weight of the optional feature term ‖C(x̂) − C(x)‖² / ‖C(x)‖² in a
+            comparator network C (0 = the paper).
+        feature_extractor: C, images `[batch, h, w, 3]` in [-1, 1] → features `[batch, F]`
+            (e.g. `classifiers.features.load_feature_extractor`); needed when
+            `feature_weight` > 0.
 
     Example:
         inverter = LogitInverter(classifier, Generator(32, ch=8, noise_dim=24),
@@ -65,8 +80,12 @@ class LogitInverter(keras.Model):
 
     def __init__(self, classifier, generator, discriminator, d_steps=2, ema_decay=0.999,
                  ema_start=0, consistency_weight=0.0, pixel_weight=0.0,
-                 consistency_temperature=1.0, seed=0, **kwargs):
+                 consistency_temperature=1.0, seed=0, deterministic=False, feature_weight=0.0,
+                 feature_extractor=None, **kwargs):
         super().__init__(**kwargs)
+        if feature_weight and feature_extractor is None:
+            raise ValueError("feature_weight > 0 needs a feature_extractor. Received: "
+                             f"feature_weight={feature_weight}, feature_extractor=None")
         if d_steps < 1:
             raise ValueError(f"d_steps must be ≥ 1. Received: d_steps={d_steps}")
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
@@ -84,6 +103,9 @@ class LogitInverter(keras.Model):
         self.pixel_weight = pixel_weight
         self.consistency_temperature = consistency_temperature
         self.seed = int(seed)
+        self.deterministic = bool(deterministic)
+        self.feature_weight = feature_weight
+        self.feature_extractor = feature_extractor
         self.trackers = {name: keras.metrics.Mean(name=name) for name in
                          ("d_loss", "g_loss", "d_real", "d_fake", "agreement")}
 
@@ -141,6 +163,8 @@ class LogitInverter(keras.Model):
     def sample_noise(self, batch_size, seed=None):
         """Standard normal noise `[batch_size, noise_dim]`; `seed`: optional stateless seed
         (a pair of integers) for repeatable draws."""
+        if self.deterministic:
+            return tf.zeros((batch_size, self.noise_dim))
         if seed is None:
             return tf.random.normal((batch_size, self.noise_dim))
         return tf.random.stateless_normal((batch_size, self.noise_dim), seed=seed)
@@ -149,6 +173,8 @@ class LogitInverter(keras.Model):
         """Standard normal noise `[batch_size, noise_dim]` as a pure function of (seed,
         stream, counter, global replica id). Stateless ops, so XLA compiles it and honours
         the seed (stateful random ops' seeds are not honoured under XLA/TPU)."""
+        if self.deterministic:
+            return tf.zeros((batch_size, self.noise_dim))
         key = tf.constant([self.seed, stream], tf.int64)
         key = tf.random.experimental.stateless_fold_in(key, tf.cast(counter, tf.int64))
         key = tf.random.experimental.stateless_fold_in(key, tf.cast(_replica_id(), tf.int64))
@@ -211,10 +237,22 @@ class LogitInverter(keras.Model):
                     fake_logits, logits, self.consistency_temperature)
             if self.pixel_weight:
                 total += self.pixel_weight * losses.pixel_loss(fakes, images)
+            if self.feature_weight:
+                total += self.feature_weight * feature_loss(
+                    self.feature_extractor(fakes),
+                    ops.stop_gradient(self.feature_extractor(images)))
             scaled = total / _num_replicas()
         variables = self.generator.trainable_variables
         self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        if hasattr(self.classifier, "logits"):   # conditioned on another layer
+            return g_loss, metrics.top1_agreement(*self.classifier_logits(images, fakes))
         return g_loss, metrics.top1_agreement(logits, fake_logits)
+
+    def classifier_logits(self, *images):
+        """Φ's logits of each image batch: the conditioning vectors, unless the classifier
+        conditions on another layer (then its `logits`, on which agreement is measured)."""
+        logits_fn = getattr(self.classifier, "logits", self.classifier)
+        return [logits_fn(x) for x in images]
 
     def train_step(self, data):
         images = data["image"] if isinstance(data, dict) else data
@@ -252,7 +290,10 @@ class LogitInverter(keras.Model):
         scored = self.trackers["agreement"].count
         noise = self._noise(ops.shape(images)[0], _EVAL_STREAM, ops.convert_to_tensor(scored))
         reconstructions = self.generate(logits, noise)
-        matches = metrics.top1_matches(logits, self.classifier(reconstructions))
+        if hasattr(self.classifier, "logits"):   # conditioned on another layer
+            matches = metrics.top1_matches(*self.classifier_logits(images, reconstructions))
+        else:
+            matches = metrics.top1_matches(logits, self.classifier(reconstructions))
         scores = self.discriminator(ops.concatenate([images, reconstructions], 0),
                                     ops.concatenate([logits, logits], 0), training=False)
         real, fake = ops.split(scores, 2)
@@ -352,4 +393,5 @@ class LogitInverter(keras.Model):
         return {"d_steps": self.d_steps, "ema_decay": self.ema_decay,
                 "ema_start": self.ema_start, "consistency_weight": self.consistency_weight,
                 "pixel_weight": self.pixel_weight,
-                "consistency_temperature": self.consistency_temperature, "seed": self.seed}
+                "consistency_temperature": self.consistency_temperature, "seed": self.seed,
+                "deterministic": self.deterministic, "feature_weight": self.feature_weight}

@@ -26,6 +26,15 @@ from logit_inversion.models.generator import Generator
 from logit_inversion.models.inverter import LogitInverter
 
 
+def _feature_extractor(config):
+    """The comparator of the optional feature loss (`configs/dosovitskiy_brox.py`), or None."""
+    if not config.get("feature_weight", 0.0):
+        return None
+    from logit_inversion.classifiers.features import load_feature_extractor
+    return load_feature_extractor(config.classifier, config.get("feature_layer", "penultimate"),
+                                  config.get("classifier_spec"))
+
+
 def build_inverter(config):
     """The `LogitInverter` a config describes, with every variable created."""
     # The conditioning vector: the logits, or another layer of the classifier (then
@@ -46,7 +55,10 @@ def build_inverter(config):
         ema_decay=config.ema_decay, ema_start=config.ema_start,
         consistency_weight=config.consistency_weight,
         consistency_temperature=config.consistency_temperature,
-        pixel_weight=config.pixel_weight, seed=config.seed)
+        pixel_weight=config.pixel_weight, seed=config.seed,
+        deterministic=config.get("deterministic", False),
+        feature_weight=config.get("feature_weight", 0.0),
+        feature_extractor=_feature_extractor(config))
     inverter.build_all()
     return inverter
 
@@ -122,6 +134,7 @@ def _train_dataset(config, strategy, start_step=0):
     return strategy.distribute_datasets_from_function(make)
 
 
+@tf.autograph.experimental.do_not_convert   # plain Python: nothing to convert
 def _images_only(example):
     # Keras feeds `fit`/`evaluate` only images: under MultiWorkerMirroredStrategy its first
     # (symbolic-build) batch goes through `strategy.reduce`, which rejects a dict of
@@ -228,12 +241,13 @@ def train(config, workdir, strategy="default", tpu=None, verbose=1):
     # Only the chief writes into the workdir (config, TensorBoard, checkpoints, outputs).
     chief = _is_chief(strategy)
     task = _task_name(strategy)
-    if chief:
-        tf.io.gfile.makedirs(workdir)
 
     with strategy.scope():
         inverter = build_inverter(config)
         compile_inverter(inverter, config)
+    # Only now: a classifier that fails when loaded must leave no empty workdir behind.
+    if chief:
+        tf.io.gfile.makedirs(workdir)
     manager = checkpointing.make_manager(inverter, workdir, config.keep_checkpoints, chief)
     if manager.latest_checkpoint:
         manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
