@@ -167,7 +167,9 @@ def test_interpolation_ends_at_the_endpoints(inverters, images):
     logits = model.classify(images.images)
     noise = model.noise(len(images), 0)
     for (a, _), frames in zip(result["arrays"]["pairs"], result["arrays"]["frames"]):
-        np.testing.assert_array_equal(frames[0], model.generate(logits[a:a + 1], noise[a:a + 1])[0])
+        # Batches of different sizes may round one pixel differently: one uint8 step, 2/255.
+        np.testing.assert_allclose(frames[0], model.generate(logits[a:a + 1], noise[a:a + 1])[0],
+                                   rtol=0, atol=2 / 255 + 1e-6)
     for row in result["tables"]["pairs"]:
         assert row["same_class"] == (row["class_a"] == row["class_b"])
         assert row["mean_pixel_step"] <= row["max_pixel_step"]
