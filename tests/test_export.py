@@ -360,12 +360,11 @@ def test_load_rejects_folders_without_a_model(tmp_path):
 
 
 def _readme_section():
-    """The export section of README.md, or of the notes file until the lead merges it."""
-    for candidate in (REPO / "README.md", REPO / ".notes" / "readme_export.md"):
-        if candidate.exists() and "<!-- export:begin -->" in candidate.read_text():
-            text = candidate.read_text()
-            return text.split("<!-- export:begin -->", 1)[1].split("<!-- export:end -->", 1)[0]
-    pytest.fail("No export section (<!-- export:begin --> ... <!-- export:end -->) found")
+    """The export section of README.md."""
+    text = (REPO / "README.md").read_text()
+    if "<!-- export:begin -->" not in text:
+        pytest.fail("No export section (<!-- export:begin --> ... <!-- export:end -->) in README.md")
+    return text.split("<!-- export:begin -->", 1)[1].split("<!-- export:end -->", 1)[0]
 
 
 def _python_blocks(section):
