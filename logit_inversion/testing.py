@@ -60,3 +60,17 @@ def tiny_config(classifier, data_dir, **overrides):
             node = node[part]
         node[target] = value
     return c
+
+
+def save_workdir_and_export(config, workdir, export_dir):
+    """Builds the (untrained) inverter `config` describes, writes it as a `bin/train` workdir
+    (config record + one checkpoint) and as an export; returns the export's version folder."""
+    from logit_inversion import training
+    from logit_inversion.serving import export
+    from logit_inversion.training import checkpoints
+
+    inverter = training.build_inverter(config)
+    training.compile_inverter(inverter, config)
+    checkpoints.record_config(str(workdir), config)
+    checkpoints.make_manager(inverter, str(workdir), keep=1).save()
+    return export.export_inverter(inverter, str(export_dir))

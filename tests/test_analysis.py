@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from logit_inversion import testing, training
+from logit_inversion import testing
 from logit_inversion.analysis import (adversarial, common, compare, data as analysis_data,
                                       factor_regressor, factors, interpolation, invariance,
                                       manipulations, misclassified, model as analysis_model, ood,
                                       reconstructions, render)
 from logit_inversion.serving import export
-from logit_inversion.training import checkpoints as checkpointing
 
 TILE = 32 * render.SCALE
 
@@ -28,12 +27,8 @@ def inverters(tmp_path_factory, tiny_classifier_path, shapes_data_dir):
     """The tiny inverter as a workdir and as an export, both opened for analysis."""
     directory = tmp_path_factory.mktemp("analysis_workdir")
     config = testing.tiny_config(tiny_classifier_path, shapes_data_dir)
-    inverter = training.build_inverter(config)
-    training.compile_inverter(inverter, config)
-    checkpointing.record_config(str(directory), config)
-    checkpointing.make_manager(inverter, str(directory), keep=1).save()
     export_root = tmp_path_factory.mktemp("analysis_export") / "tiny"
-    version = export.export_inverter(inverter, str(export_root))
+    version = testing.save_workdir_and_export(config, directory, export_root)
     return types.SimpleNamespace(
         workdir=str(directory), export=str(export_root), version=version,
         from_workdir=analysis_model.open_model(str(directory)),

@@ -11,10 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from logit_inversion import testing, training
+from logit_inversion import testing
 from logit_inversion.analysis import factor_regressor, runner
-from logit_inversion.serving import export
-from logit_inversion.training import checkpoints as checkpointing
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(num_images=8, scan_images=16, factor_images=16, seed=0)
@@ -25,12 +23,8 @@ def paths(tmp_path_factory, tiny_classifier_path, shapes_data_dir):
     """A tiny untrained inverter as a workdir and as an export, and a tiny factor regressor."""
     workdir = tmp_path_factory.mktemp("cli_workdir")
     config = testing.tiny_config(tiny_classifier_path, shapes_data_dir)
-    inverter = training.build_inverter(config)
-    training.compile_inverter(inverter, config)
-    checkpointing.record_config(str(workdir), config)
-    checkpointing.make_manager(inverter, str(workdir), keep=1).save()
     export_dir = tmp_path_factory.mktemp("cli_export") / "tiny"
-    version = export.export_inverter(inverter, str(export_dir))
+    version = testing.save_workdir_and_export(config, workdir, export_dir)
     regressor = tmp_path_factory.mktemp("cli_factors") / "factors"
     factor_regressor.train_regressor(str(regressor), data_dir=shapes_data_dir, epochs=1,
                                      batch_size=64, width=4, dense=8, verbose=0)
