@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= runs/demo
+# Test files run in this many processes (pytest-xdist, one file per process at a time, so
+# module fixtures are built once). Much of a test's time is single-threaded Python and
+# tracing, so 2 processes keep 2 cores busier than one.
+TEST_WORKERS ?= 2
 
 .PHONY: demo test test-slow install benchmark clean
 
@@ -19,10 +23,10 @@ demo: install
 	@echo "Outputs: $(WORKDIR)/metrics.json, $(WORKDIR)/reconstructions.png, TensorBoard logs in $(WORKDIR)/tensorboard"
 
 test: install
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
 
 test-slow: install
-	$(PY) -m pytest -q -m slow tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m slow tests
 
 benchmark: install
 	$(PY) bin/benchmark all

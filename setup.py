@@ -25,7 +25,7 @@ setup(
         "importlib_resources",
     ],
     extras_require={
-        "test": ["pytest>=8", "tensorflow-serving-api>=2.21,<2.22"],
+        "test": ["pytest>=8", "pytest-xdist>=3", "tensorflow-serving-api>=2.21,<2.22"],
         "serving": ["tensorflow-serving-api>=2.21,<2.22"],
     },
     scripts=[],

@@ -302,3 +302,26 @@ def test_heatmap_maps_zero_and_max_to_the_ends_of_the_ramp():
     image = np.asarray(render.heatmap(values, vmax=1.0, scale=1))
     np.testing.assert_array_equal(image[0, 0], render._RAMP[0])
     np.testing.assert_array_equal(image[0, 1], render._RAMP[-1])
+
+
+def test_layer_probe_ridge_r2_reads_linear_factors_and_not_noise():
+    from logit_inversion.analysis import layer_probe
+    rng = np.random.default_rng(0)
+    x_train, x_test = rng.normal(size=(400, 8)), rng.normal(size=(200, 8))
+    w = rng.normal(size=(8, 2))
+    y_train = np.c_[x_train @ w, rng.normal(size=(400, 1))]
+    y_test = np.c_[x_test @ w, rng.normal(size=(200, 1))]
+    r2 = layer_probe.ridge_r2(x_train, y_train, x_test, y_test, alpha=1e-3)
+    assert np.all(r2[:2] > 0.999)            # linear in x: read exactly
+    assert abs(r2[2]) < 0.1                  # independent noise: nothing to read
+
+
+def test_layer_probe_hues_are_circular():
+    from logit_inversion.analysis import layer_probe
+    factors = {k: np.array([0.0, 0.25, 0.999]) for k in layer_probe.FACTORS}
+    targets = layer_probe.factor_targets(factors)
+    assert targets.shape == (3, 7)           # two hues as cos/sin + three plain factors
+    # Hue 0.999 turns is next to hue 0: their (cos, sin) columns nearly agree.
+    assert np.allclose(targets[0, :2], targets[2, :2], atol=0.01)
+    r2 = layer_probe.per_factor(np.arange(7.0))
+    assert r2["shape_hue"] == 0.5 and r2["background_hue"] == 2.5 and r2["scale"] == 6.0

@@ -45,8 +45,11 @@ def test_train_writes_outputs_and_resumes(tiny_config, tmp_path, recwarn, monkey
     calls = _record_calls(monkeypatch)
     tiny_config.standing_stats_batches = 3
     metrics = training.train(tiny_config, workdir, verbose=0)
-    # Standing statistics of G_ema come before the final evaluation.
-    assert calls == [("standing", 3, 3), ("evaluate",)]
+    # The final evaluation runs on both sides of G_ema's standing statistics; the reported
+    # agreement is the one after them.
+    assert calls == [("evaluate",), ("standing", 3, 3), ("evaluate",)]
+    assert 0.0 <= metrics["agreement_without_standing_stats"] <= 1.0
+    assert metrics["standing_stats_batches"] == 3
     # Evaluation runs an explicit number of steps: Keras never reads past the data.
     assert not [w for w in recwarn if "ran out of data" in str(w.message)]
     for name in ("metrics.json", "reconstructions.png", "config.json", "tensorboard"):
@@ -64,8 +67,9 @@ def test_train_writes_outputs_and_resumes(tiny_config, tmp_path, recwarn, monkey
         "ckpt-8.index"]
     restored = training.restore_inverter(workdir)
     assert int(restored.g_optimizer.iterations) == 8
-    # Twice more for the resumed run, and once on restoring (what bin/export serves).
-    assert calls[2:] == [("standing", 3, 3), ("evaluate",), ("standing", 3, 3)]
+    # Again for the resumed run, and standing statistics once more on restoring (what
+    # bin/export serves).
+    assert calls[3:] == [("evaluate",), ("standing", 3, 3), ("evaluate",), ("standing", 3, 3)]
 
 
 def test_incompatible_config_names_the_key_and_keeps_checkpoints(tiny_config, tmp_path):

@@ -194,12 +194,20 @@ def evaluate(inverter, config, workdir, images):
     if n_batches == 0:
         raise ValueError(f"Eval split {config.eval_split!r} of {config.dataset!r} has fewer "
                          f"than {eval_batch} images.")
-    apply_standing_stats(inverter, config)
-    # An explicit step count: Keras never reads past the end (no "ran out of data" warning).
-    result = inverter.evaluate(eval_ds.map(_images_only), steps=n_batches, verbose=0,
-                               return_dict=True)
-    metrics = {"agreement": float(result["agreement"]), "eval_examples": n_batches * eval_batch,
-               "eval_split": config.eval_split}
+    def agreement():
+        # An explicit step count: Keras never reads past the end (no "ran out of data").
+        return float(inverter.evaluate(eval_ds.map(_images_only), steps=n_batches, verbose=0,
+                                       return_dict=True)["agreement"])
+
+    # Both sides of BigGAN's standing statistics, on the same images and noise: G_ema with
+    # the EMA of G's moving statistics, then with statistics measured on G_ema itself
+    # (which every later output and the export use).
+    without = agreement() if config.get("standing_stats_batches", 16) else None
+    standing = apply_standing_stats(inverter, config)
+    metrics = {"agreement": agreement() if standing or without is None else without,
+               "agreement_without_standing_stats": without,
+               "standing_stats_batches": standing,
+               "eval_examples": n_batches * eval_batch, "eval_split": config.eval_split}
     if not _is_chief(strategy):
         return metrics
     logits = inverter.classifier(images)
@@ -298,7 +306,10 @@ def train(config, workdir, strategy="default", tpu=None, verbose=1):
     if not chief:
         return metrics
     checkpointing.write_json_atomic(files.join(workdir, "metrics.json"), metrics)
+    without = metrics["agreement_without_standing_stats"]
     print(f"logit_inversion: held-out agreement {metrics['agreement']:.3f} on "
-          f"{metrics['eval_examples']} images; outputs in {workdir}: metrics.json, "
+          f"{metrics['eval_examples']} images"
+          + (f" ({without:.3f} without standing statistics)" if without is not None else "")
+          + f"; outputs in {workdir}: metrics.json, "
           "reconstructions.png, tensorboard/, checkpoints/", flush=True)
     return metrics

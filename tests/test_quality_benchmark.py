@@ -1,0 +1,61 @@
+"""`bin/benchmark quality`: the probe driver trains, scores and stops at its targets; bad
+overrides are refused before anything runs."""
+
+import json
+import os
+
+import pytest
+
+from logit_inversion.benchmarks import quality
+
+
+@pytest.fixture(scope="module")
+def shapes_120(tmp_path_factory):
+    # Identification needs 10 test images per class: a test split larger than conftest's.
+    from logit_inversion.data.shapes import build_shapes
+    data_dir = str(tmp_path_factory.mktemp("tfds120"))
+    build_shapes(data_dir, train_size=64, test_size=120)
+    return data_dir
+
+
+def _overrides(classifier, data_dir):
+    return {"classifier": classifier, "data_dir": data_dir, "model.ch": 4,
+            "model.noise_dim": 16, "model.embed_dim": 8, "batch_size": 8, "ema_start": 0,
+            "preflight.enabled": False}
+
+
+def test_candidate_stops_at_first_probe_meeting_targets(tiny_classifier_path, shapes_120,
+                                                        tmp_path):
+    out = str(tmp_path / "q")
+    result = quality.run({"targets": {"agreement": 0.0, "identification_l2": 0.0},
+                          "overrides": _overrides(tiny_classifier_path, shapes_120),
+                          "max_steps": 6, "probe_every": 2, "num_images": 120,
+                          "output_dir": out})
+    curve = result["candidate"]["curve"]
+    # Targets of zero are met at the first probe, so training stops there.
+    assert [r["step"] for r in curve] == [2]
+    assert result["candidate"]["targets_met"] and result["candidate"]["steps"] == 2
+    record = curve[0]
+    assert 0.0 <= record["agreement"] <= 1.0 and 0.0 <= record["identification_l2"] <= 1.0
+    assert record["wall_seconds"] >= record["probe_seconds"] > 0
+    assert os.path.getsize(os.path.join(out, "candidate.png")) > 0
+    with open(os.path.join(out, "candidate.jsonl")) as f:
+        assert [json.loads(line) for line in f] == curve
+    assert "candidate" in quality.table(result)
+
+
+@pytest.mark.slow
+def test_unmet_targets_train_to_the_step_budget(tiny_classifier_path, shapes_120, tmp_path):
+    result = quality.run({"targets": {"agreement": 2.0, "identification_l2": 0.0},
+                          "overrides": _overrides(tiny_classifier_path, shapes_120),
+                          "max_steps": 4, "probe_every": 2, "num_images": 120,
+                          "output_dir": str(tmp_path / "q")})
+    assert [r["step"] for r in result["candidate"]["curve"]] == [2, 4]
+    assert not result["candidate"]["targets_met"] and "speedup" not in result
+
+
+def test_unknown_override_is_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="Unknown demo-config key 'model.width'"):
+        quality.run({"targets": {"agreement": 0.5}, "overrides": {"model.width": 3},
+                     "output_dir": str(tmp_path / "q")})
+    assert not os.path.exists(tmp_path / "q")
