@@ -9,6 +9,7 @@ import io
 import types
 
 import numpy as np
+import tensorflow as tf
 import pytest
 from PIL import Image
 
@@ -325,3 +326,25 @@ def test_layer_probe_hues_are_circular():
     assert np.allclose(targets[0, :2], targets[2, :2], atol=0.01)
     r2 = layer_probe.per_factor(np.arange(7.0))
     assert r2["shape_hue"] == 0.5 and r2["background_hue"] == 2.5 and r2["scale"] == 6.0
+
+
+def test_agreement_uses_the_class_logits_of_a_non_logit_inverter():
+    from logit_inversion.analysis.model import AnalysisModel
+    images = np.zeros((4, 8, 8, 3), np.float32)
+    images[:, 0, 0, 0] = [0.0, 0.5, 0.9, 0.1]
+    recon = images.copy()
+    recon[3, 0, 0, 0] = 0.9        # one reconstruction drifts to another class
+    # The conditioning vectors (e.g. penultimate features) have arg-maxes unrelated to the
+    # classes; the class logits are a function of the pixel that differs.
+    vectors = np.eye(5, dtype=np.float32)[[0, 1, 2, 3]]
+    recon_vectors = np.eye(5, dtype=np.float32)[[4, 4, 4, 4]]
+
+    def class_logits(x):
+        return tf.one_hot(tf.cast(x[:, 0, 0, 0] * 2.0, tf.int32), 3)
+
+    kwargs = dict(name="m", path="p", kind="workdir", classify_fn=None, logits_fn=None,
+                  generate_fn=None, resolution=8, num_classes=5, noise_dim=2,
+                  class_names=list("abcde"))
+    assert AnalysisModel(**kwargs).agreement(images, recon, vectors, recon_vectors) == 0.0
+    model = AnalysisModel(**kwargs, class_logits_fn=class_logits)
+    assert model.agreement(images, recon, vectors, recon_vectors) == 0.75

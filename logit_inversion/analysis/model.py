@@ -50,7 +50,8 @@ class AnalysisModel:
     """
 
     def __init__(self, name, path, kind, classify_fn, logits_fn, generate_fn, resolution,
-                 num_classes, noise_dim, class_names, dataset=None, data_dir=None):
+                 num_classes, noise_dim, class_names, dataset=None, data_dir=None,
+                 class_logits_fn=None):
         self.name = name
         self.path = path
         self.kind = kind
@@ -63,6 +64,9 @@ class AnalysisModel:
         self.class_names = tuple(class_names)
         self.dataset = dataset
         self.data_dir = data_dir
+        # Set when G is conditioned on another layer than the logits: agreement is then
+        # measured on the classifier's logits, not on the arg-max of the conditioning vector.
+        self._class_logits_fn = class_logits_fn
 
     @property
     def differentiable(self):
@@ -74,6 +78,17 @@ class AnalysisModel:
         images = np.asarray(images, np.float32)
         self._check_images(images)
         return _batched(lambda x: self._logits_fn(tf.constant(x)), images)
+
+    def agreement(self, images, reconstructions, vectors, reconstruction_vectors):
+        """Top-1 agreement of the classifier on originals and reconstructions (`[B, R, R, 3]`
+        each, with their conditioning vectors, already computed by `classify`). For a logits
+        inverter the vectors are the logits; otherwise the classifier's logits are computed."""
+        from logit_inversion.analysis import common  # pylint: disable=import-outside-toplevel
+        if self._class_logits_fn is None:
+            return common.agreement(vectors, reconstruction_vectors)
+        logits = [_batched(lambda x: self._class_logits_fn(tf.constant(x)),
+                           np.asarray(x, np.float32)) for x in (images, reconstructions)]
+        return common.agreement(*logits)
 
     def generate(self, logits, noise):
         """G(logits, noise) → numpy float32 images `[B, R, R, 3]` in [-1, 1], on the uint8 grid."""
@@ -159,9 +174,14 @@ def _open_workdir(path, name, class_names):
         return export.to_uint8(inverter.ema_generator(logits, noise, training=False))
 
     logits_fn = tf.function(classifier.__call__, reduce_retracing=True, autograph=False)
+    class_logits_fn = None
+    if hasattr(classifier, "logits"):   # conditioned on another layer
+        class_logits_fn = tf.function(classifier.logits, reduce_retracing=True,
+                                      autograph=False)
     return AnalysisModel(name, path, "workdir", classifier.__call__, logits_fn, generate,
                          inverter.resolution, inverter.num_classes, inverter.noise_dim, names,
-                         dataset=config.get("dataset"), data_dir=config.get("data_dir"))
+                         dataset=config.get("dataset"), data_dir=config.get("data_dir"),
+                         class_logits_fn=class_logits_fn)
 
 
 def _open_export(path, name, class_names):
