@@ -73,8 +73,8 @@ def _worktree(commit):
     os.rmdir(path)
     subprocess.run(["git", "-C", _ROOT, "worktree", "add", "--detach", path, commit],
                    check=True, capture_output=True)
-    # The worktree has no savedmodels' large files if they were never committed; the
-    # shipped shapes classifier is committed at 3ceff00, so nothing else is needed.
+    # The reference trains with its own commit's shipped classifier (`savedmodels/` is
+    # committed), so both sides invert the same `shapes` CNN only if it did not change.
     return path
 
 
