@@ -59,3 +59,9 @@ def test_unknown_override_is_refused_before_training(tmp_path):
         quality.run({"targets": {"agreement": 0.5}, "overrides": {"model.width": 3},
                      "output_dir": str(tmp_path / "q")})
     assert not os.path.exists(tmp_path / "q")
+
+
+def test_unknown_reference_commit_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(ValueError, match="reference_commit='no-such-commit'"):
+        quality.run({"reference_commit": "no-such-commit", "output_dir": str(tmp_path / "q")})
+    assert not os.path.exists(tmp_path / "q")

@@ -68,6 +68,16 @@ def _render(npz_path, png_path):
                                                labels, labels), png_path)
 
 
+def check_commit(commit):
+    """Raises ValueError unless `commit` names a commit of this checkout."""
+    found = subprocess.run(["git", "-C", _ROOT, "rev-parse", "--verify", "--quiet",
+                            f"{commit}^{{commit}}"], capture_output=True)
+    if found.returncode:
+        raise ValueError(f"The reference commit is not in this git checkout ({_ROOT}); give "
+                         f"a commit hash or tag, or --quality_targets. Received: "
+                         f"reference_commit={commit!r}")
+
+
 def _worktree(commit):
     path = tempfile.mkdtemp(prefix=f"logit_inversion_{commit}_")
     os.rmdir(path)
@@ -115,6 +125,8 @@ def run(args=None):
         raise ValueError(f"Unknown quality benchmark options {sorted(unknown)}; known: "
                          f"{sorted(DEFAULTS)}. Received: args={args}")
     check_overrides(options["overrides"])
+    if options["targets"] is None:
+        check_commit(options["reference_commit"])
     out = options["output_dir"] or tempfile.mkdtemp(prefix="quality_")
     os.makedirs(out, exist_ok=True)
     result = {"machine": {"cpus": os.cpu_count(), "load_average_before": list(os.getloadavg()),
