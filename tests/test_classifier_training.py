@@ -82,6 +82,18 @@ def test_existing_output_is_not_overwritten(trained, data_dir):
     assert (output / "saved_model.pb").read_bytes() == before
 
 
+def test_optimizer_is_recorded_and_a_bad_one_refused_before_writing(trained, data_dir, tmp_path):
+    assert trained[1]["optimizer"] == "sgd"
+    with pytest.raises(ValueError, match="Received: optimizer='rmsprop'"):
+        classifier_training.train_classifier(tmp_path / "x", data_dir=data_dir, epochs=1,
+                                             width=4, optimizer="rmsprop")
+    assert not (tmp_path / "x").exists()
+    metadata = classifier_training.train_classifier(
+        tmp_path / "adam", data_dir=data_dir, optimizer="adam", epochs=1, batch_size=64,
+        width=4, eval_pgd_steps=1, eval_examples=8, verbose=0)
+    assert metadata["optimizer"] == "adam" and metadata["learning_rate"] == 1e-3
+
+
 @pytest.mark.parametrize("mode", ["fgsm_rs", "pgd"])
 def test_adversarial_modes_train_and_overwrite(mode, data_dir, tmp_path):
     output = tmp_path / mode

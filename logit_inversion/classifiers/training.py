@@ -28,6 +28,7 @@ import logit_inversion.data.shapes  # noqa: F401  (registers the `shapes` TFDS b
 from logit_inversion.classifiers import adversarial, frozen as classifiers
 
 MODES = ("standard", "fgsm_rs", "pgd")
+OPTIMIZERS = ("sgd", "adam")
 DEFAULT_EPSILON = 8 / 255
 
 
@@ -184,6 +185,7 @@ def train_classifier(
     batch_size=128,
     width=32,
     learning_rate=None,
+    optimizer="sgd",
     seed=0,
     eval_pgd_steps=20,
     eval_examples=None,
@@ -206,7 +208,11 @@ def train_classifier(
         epsilon: L-infinity radius in [0, 1] pixel units, for training and evaluation.
         pgd_steps: attack steps when training with `mode="pgd"`.
         epochs, batch_size, width, seed: the training recipe.
-        learning_rate: peak SGD learning rate (cosine decay); default 0.05 * batch_size / 128.
+        learning_rate: peak learning rate (cosine decay); default 0.05 * batch_size / 128
+            for SGD, 1e-3 for Adam.
+        optimizer: `sgd` (momentum 0.9, Nesterov, weight decay 5e-4) or `adam` (decoupled
+            weight decay 5e-4, AdamW): the one thing that differs between the shipped
+            standard classifier and an optimizer-only variant.
         eval_pgd_steps: PGD steps of the robust-accuracy evaluation.
         eval_examples: PGD-evaluate the first `eval_examples` test images only (PGD is costly;
             clean accuracy always uses the whole test split).
@@ -222,6 +228,9 @@ def train_classifier(
         raise ValueError(f"Output exists; pass overwrite=True to replace it. Received: output={output}")
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {MODES}. Received: mode={mode}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"`optimizer` must be one of {OPTIMIZERS}. Received: "
+                         f"optimizer={optimizer!r}")
     keras.utils.set_random_seed(seed)
     start = time.time()
 
@@ -234,7 +243,7 @@ def train_classifier(
     network = build_cnn(input_size, len(class_names), width, name=f"{dataset}_cnn")
     model = AdversarialTraining(network, mode, epsilon, pgd_steps, seed)
     steps_per_epoch = int(tf.data.experimental.cardinality(train))
-    learning_rate = learning_rate or 0.05 * batch_size / 128
+    learning_rate = learning_rate or (0.05 * batch_size / 128 if optimizer == "sgd" else 1e-3)
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0,
         decay_steps=max(1, epochs * steps_per_epoch - steps_per_epoch // 2),
@@ -242,7 +251,8 @@ def train_classifier(
         warmup_steps=steps_per_epoch // 2,
     )
     model.compile(
-        optimizer=keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=5e-4),
+        optimizer=(keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True, weight_decay=5e-4)
+                   if optimizer == "sgd" else keras.optimizers.AdamW(schedule, weight_decay=5e-4)),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
@@ -260,6 +270,7 @@ def train_classifier(
         "batch_size": batch_size,
         "width": width,
         "learning_rate": learning_rate,
+        "optimizer": optimizer,
         "seed": seed,
         "parameters": network.count_params(),
         "training_seconds": round(training_seconds, 1),

@@ -1,0 +1,147 @@
+"""The reproduction at 32 px as a list of stages, each a few shell commands with the files it
+leaves behind; `run` skips a stage whose outputs all exist, so an interrupted reproduction
+resumes where it stopped (each command is itself resumable: `bin/train` restarts from its
+newest checkpoint).
+
+Every stage is an ordinary command of this package, so anyone can run one by hand. The
+wall time of each stage that ran is appended to `<root>/stages.json`.
+"""
+
+import dataclasses
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+from logit_inversion import files
+
+CIFAR_CONFIG = "logit_inversion/configs/cifar10_cpu.py"
+DNB_CONFIG = "logit_inversion/configs/dosovitskiy_brox.py"
+# Same recipe as the shipped savedmodels/shapes_cnn (its metadata.json), one thing changed.
+SHAPES_CLASSIFIER = ["--dataset=shapes", "--epochs=8"]
+VARIANTS = {"shapes_wide": ["--width=64"], "shapes_adam": ["--optimizer=adam"]}
+
+
+@dataclasses.dataclass
+class Stage:
+    name: str
+    description: str
+    commands: list
+    outputs: list
+
+    def done(self):
+        return all(os.path.exists(path) for path in self.outputs)
+
+
+def _inverters(root, data_dir):
+    """(name, classifier, extra bin/train flags) of every inverter the reproduction trains."""
+    cifar = [f"--config={CIFAR_CONFIG}", f"--config.data_dir={data_dir}"]
+    shapes = [(name, os.path.join(root, "classifiers", name), []) for name in VARIANTS]
+    return ([("cifar10_standard", "cifar10_standard", cifar),
+             ("cifar10_robust", "cifar10_robust", cifar),
+             ("shapes_standard", "shapes", []),
+             ("shapes_robust", "shapes_robust", [])] + shapes)
+
+
+def stages(root="runs/reproduce", data_dir="../shared/data/tfds", python=None):
+    """The stages in order. `python` runs the `bin/` scripts (default: this interpreter)."""
+    python = python or sys.executable
+    out = []
+    for name, flags in VARIANTS.items():
+        path = os.path.join(root, "classifiers", name)
+        out.append(Stage(
+            f"classifier_{name}", f"a shapes classifier differing from shapes_cnn only by "
+            f"{' '.join(flags)}",
+            [[python, "bin/train_classifier", *SHAPES_CLASSIFIER, *flags, f"--output={path}"]],
+            [os.path.join(path, "metadata.json")]))
+    for name, classifier, flags in _inverters(root, data_dir):
+        workdir = os.path.join(root, "inverters", name)
+        dnb = os.path.join(root, "dnb", name)
+        cifar = name.startswith("cifar10")
+        dataset = ["--config.dataset=cifar10", f"--config.data_dir={data_dir}"] if cifar else []
+        eval_data = ["--dataset=cifar10", f"--data_dir={data_dir}"] if cifar else []
+        out.append(Stage(
+            f"invert_{name}", f"inverter of {classifier}",
+            [[python, "bin/train", *flags, f"--config.classifier={classifier}",
+              f"--workdir={workdir}"]],
+            [os.path.join(workdir, "metrics.json")]))
+        out.append(Stage(
+            f"dnb_{name}", f"Dosovitskiy & Brox decoder of {classifier}",
+            [[python, "bin/train", f"--config={DNB_CONFIG}", *dataset,
+              f"--config.classifier={classifier}", f"--workdir={dnb}"]],
+            [os.path.join(dnb, "metrics.json")]))
+        evaluation = os.path.join(root, "evaluation", name)
+        out.append(Stage(
+            f"evaluate_{name}", f"{name} next to both baselines, 1,000 test images",
+            [[python, "bin/evaluate", f"--model={workdir}", "--model=optimize:steps=100",
+              f"--model={dnb}", *eval_data, "--num_images=1000", f"--output={evaluation}"]],
+            [os.path.join(evaluation, "metrics.json")]))
+        analysis = os.path.join(root, "analysis", name)
+        out.append(Stage(
+            f"analyze_{name}", f"every bin/analyze experiment on {name}",
+            [[python, "bin/analyze", f"--model={workdir}", "--experiment=all",
+              f"--output_dir={analysis}"]],
+            [os.path.join(analysis, "index.html")]))
+    for name in ("cifar10_standard", "cifar10_robust"):
+        export = os.path.join("savedmodels", f"inverter_{name}")
+        out.append(Stage(
+            f"export_{name}", f"ship the {name} inverter",
+            [[python, "bin/export", f"--workdir={os.path.join(root, 'inverters', name)}",
+              f"--output={export}"]],
+            [os.path.join(export, "1", "saved_model.pb")]))
+    return out
+
+
+def select(all_stages, only=None):
+    """The stages named in `only` (comma-separated names or prefixes), in order."""
+    if not only:
+        return all_stages
+    wanted = [w for w in only.split(",") if w]
+    chosen = [s for s in all_stages if any(s.name == w or s.name.startswith(w) for w in wanted)]
+    unmatched = [w for w in wanted
+                 if not any(s.name == w or s.name.startswith(w) for s in all_stages)]
+    if unmatched:
+        raise ValueError(f"No stage is named {unmatched[0]!r} (or starts so); stages: "
+                         f"{', '.join(s.name for s in all_stages)}. Received: only={only!r}")
+    return chosen
+
+
+def describe(stage):
+    status = "done" if stage.done() else "to run"
+    lines = [f"{stage.name} [{status}]: {stage.description}"]
+    lines += [f"  $ {shlex.join(command)}" for command in stage.commands]
+    lines += [f"  → {path}" for path in stage.outputs]
+    return "\n".join(lines)
+
+
+def run(all_stages, root, dry_run=False, log=print):
+    """Runs each stage whose outputs are missing; returns [{"stage", "status", "seconds"}]."""
+    records = []
+    for index, stage in enumerate(all_stages, 1):
+        if dry_run:
+            log(describe(stage))
+            records.append({"stage": stage.name, "status": "listed"})
+            continue
+        if stage.done():
+            log(f"[{index}/{len(all_stages)}] {stage.name}: outputs exist, skipped")
+            records.append({"stage": stage.name, "status": "skipped"})
+            continue
+        log(f"[{index}/{len(all_stages)}] {stage.name}: {stage.description}")
+        start = time.time()
+        for command in stage.commands:
+            log(f"  $ {shlex.join(command)}")
+            subprocess.run(command, check=True)
+        record = {"stage": stage.name, "status": "ran", "seconds": round(time.time() - start, 1),
+                  "commands": [shlex.join(c) for c in stage.commands],
+                  "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+        records.append(record)
+        _append_record(root, record)
+    return records
+
+
+def _append_record(root, record):
+    path = os.path.join(root, "stages.json")
+    history = json.loads(files.read_text(path)) if os.path.exists(path) else []
+    files.write_atomic(path, json.dumps(history + [record], indent=2))

@@ -1,0 +1,54 @@
+"""`bin/reproduce`: the dry run lists every stage and writes nothing; a run skips finished
+stages, runs the rest and records their times; unknown stage names are refused."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from logit_inversion.reproduction import stages
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_dry_run_lists_every_stage_and_writes_nothing(tmp_path):
+    root = tmp_path / "reproduce"
+    done = subprocess.run([sys.executable, os.path.join(_ROOT, "bin", "reproduce"),
+                           "--dry_run", f"--root={root}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for stage in stages.stages(str(root)):
+        assert f"{stage.name} [to run]" in done.stdout
+        for path in stage.outputs:
+            assert f"→ {path}" in done.stdout
+    assert "bin/train --config=logit_inversion/configs/cifar10_cpu.py" in done.stdout
+    assert not root.exists()
+
+
+def test_run_skips_finished_stages_and_records_times(tmp_path):
+    root = str(tmp_path)
+    finished, missing = tmp_path / "a.txt", tmp_path / "b.txt"
+    finished.write_text("old")
+
+    def write(path):
+        return [sys.executable, "-c", f"open({str(path)!r}, 'w').write('new')"]
+
+    plan = [stages.Stage("a", "already done", [write(finished)], [str(finished)]),
+            stages.Stage("b", "to do", [write(missing)], [str(missing)])]
+    records = stages.run(plan, root, log=lambda line: None)
+    assert [r["status"] for r in records] == ["skipped", "ran"]
+    assert finished.read_text() == "old" and missing.read_text() == "new"
+    with open(tmp_path / "stages.json") as f:
+        history = json.load(f)
+    assert [r["stage"] for r in history] == ["b"] and history[0]["seconds"] >= 0
+    assert [r["status"] for r in stages.run(plan, root, log=lambda line: None)] == [
+        "skipped", "skipped"]
+
+
+def test_only_selects_by_prefix_and_refuses_unknown_names():
+    all_stages = stages.stages("r")
+    chosen = stages.select(all_stages, "invert_cifar10")
+    assert [s.name for s in chosen] == ["invert_cifar10_standard", "invert_cifar10_robust"]
+    with pytest.raises(ValueError, match="Received: only='invert_mnist'"):
+        stages.select(all_stages, "invert_mnist")
