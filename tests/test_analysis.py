@@ -345,6 +345,9 @@ def test_agreement_uses_the_class_logits_of_a_non_logit_inverter():
     kwargs = dict(name="m", path="p", kind="workdir", classify_fn=None, logits_fn=None,
                   generate_fn=None, resolution=8, num_classes=5, noise_dim=2,
                   class_names=list("abcde"))
-    assert AnalysisModel(**kwargs).agreement(images, recon, vectors, recon_vectors) == 0.0
-    model = AnalysisModel(**kwargs, class_logits_fn=class_logits)
-    assert model.agreement(images, recon, vectors, recon_vectors) == 0.75
+    def agreement(model):
+        return common.agreement(model.class_logits(images, vectors),
+                                model.class_logits(recon, recon_vectors))
+
+    assert agreement(AnalysisModel(**kwargs)) == 0.0
+    assert agreement(AnalysisModel(**kwargs, class_logits_fn=class_logits)) == 0.75

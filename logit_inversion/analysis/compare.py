@@ -35,7 +35,8 @@ def run(models, data, seed=0, samples=4, show=8):
         resampled = np.stack([model.generate(logits, model.noise(n, seed + 1 + k))
                               for k in range(samples)])
         row = {"model": model.name, "path": model.path,
-               "top1_agreement": model.agreement(images, recon, logits, recon_logits),
+               "top1_agreement": common.agreement(model.class_logits(images, logits),
+                                                 model.class_logits(recon, recon_logits)),
                "logit_cosine": float(cosine.mean()),
                "pixel_distance": float(common.pixel_distance(images, recon).mean()),
                "mean_pixel_std": float((resampled.std(axis=0).mean(-1) / 2).mean())}

@@ -63,7 +63,8 @@ def run(model, data, seed=0, regressor=None, show=8):
                      "recovered": float((guess - recon) / gap) if gap > 0 else None})
     summary = {f"{r['factor']}_recovered": r["recovered"] for r in rows}
     summary["images"] = len(images)
-    summary["top1_agreement"] = model.agreement(images, reconstructions, logits, recon_logits)
+    summary["top1_agreement"] = common.agreement(model.class_logits(images, logits),
+                                                 model.class_logits(reconstructions, recon_logits))
     params = {"seed": seed, "regressor": metadata.get("command"),
               "rotation": "scored up to each shape's symmetry; circles and rings excluded"}
     return common.result(summary, {"factors": rows}, params,

@@ -79,16 +79,14 @@ class AnalysisModel:
         self._check_images(images)
         return _batched(lambda x: self._logits_fn(tf.constant(x)), images)
 
-    def agreement(self, images, reconstructions, vectors, reconstruction_vectors):
-        """Top-1 agreement of the classifier on originals and reconstructions (`[B, R, R, 3]`
-        each, with their conditioning vectors, already computed by `classify`). For a logits
-        inverter the vectors are the logits; otherwise the classifier's logits are computed."""
-        from logit_inversion.analysis import common  # pylint: disable=import-outside-toplevel
+    def class_logits(self, images, vectors):
+        """The classifier's logits of `images` `[B, R, R, 3]`, given their conditioning
+        vectors from `classify`: the vectors themselves for a logits inverter, recomputed
+        for an inverter of another layer. Agreement is measured on these."""
         if self._class_logits_fn is None:
-            return common.agreement(vectors, reconstruction_vectors)
-        logits = [_batched(lambda x: self._class_logits_fn(tf.constant(x)),
-                           np.asarray(x, np.float32)) for x in (images, reconstructions)]
-        return common.agreement(*logits)
+            return np.asarray(vectors)
+        return _batched(lambda x: self._class_logits_fn(tf.constant(x)),
+                        np.asarray(images, np.float32))
 
     def generate(self, logits, noise):
         """G(logits, noise) → numpy float32 images `[B, R, R, 3]` in [-1, 1], on the uint8 grid."""

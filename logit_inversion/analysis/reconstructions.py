@@ -38,7 +38,8 @@ def run(model, data, seed=0, show=8):
         np.linalg.norm(logits, axis=-1) + 1e-12)
     summary = {
         "images": len(images),
-        "top1_agreement": model.agreement(images, reconstructions, logits, recon_logits),
+        "top1_agreement": common.agreement(model.class_logits(images, logits),
+                                           model.class_logits(reconstructions, recon_logits)),
         f"top{k}_agreement": float(in_top_k.mean()),
         "logit_cosine": float(cosine.mean()),
         "logit_relative_l2": float(relative_l2.mean()),
