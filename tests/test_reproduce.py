@@ -52,3 +52,11 @@ def test_only_selects_by_prefix_and_refuses_unknown_names():
     assert [s.name for s in chosen] == ["invert_cifar10_standard", "invert_cifar10_robust"]
     with pytest.raises(ValueError, match="Received: only='invert_mnist'"):
         stages.select(all_stages, "invert_mnist")
+
+
+def test_a_failing_stage_stops_with_its_name_and_records_nothing(tmp_path):
+    plan = [stages.Stage("broken", "fails", [[sys.executable, "-c", "raise SystemExit(3)"]],
+                         [str(tmp_path / "never")])]
+    with pytest.raises(RuntimeError, match="stage broken failed: exit status 3"):
+        stages.run(plan, str(tmp_path), log=lambda line: None)
+    assert not (tmp_path / "stages.json").exists()

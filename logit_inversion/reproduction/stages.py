@@ -132,7 +132,10 @@ def run(all_stages, root, dry_run=False, log=print):
         start = time.time()
         for command in stage.commands:
             log(f"  $ {shlex.join(command)}")
-            subprocess.run(command, check=True)
+            code = subprocess.run(command).returncode
+            if code:
+                raise RuntimeError(f"stage {stage.name} failed: exit status {code} from "
+                                   f"{shlex.join(command)}; rerun to resume it")
         record = {"stage": stage.name, "status": "ran", "seconds": round(time.time() - start, 1),
                   "commands": [shlex.join(c) for c in stage.commands],
                   "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
