@@ -88,7 +88,8 @@ def main(argv=None):
             super().__init__()
             self.start = None
             self.cpu_start = None
-            self.target_logits = None
+            self.target_classes = None
+            self.conditioning = None
 
         def on_train_batch_begin(self, batch, logs=None):
             if self.start is None:
@@ -96,15 +97,16 @@ def main(argv=None):
 
         def on_epoch_end(self, epoch, logs=None):
             began = time.perf_counter()
-            if self.target_logits is None:   # the originals' classes, computed once
-                self.target_logits = np.argmax(logits_fn(images), -1)
-            conditioning = inverter.classifier(images)
+            if self.conditioning is None:   # Φ is frozen: the originals' side, once
+                self.target_classes = np.argmax(logits_fn(images), -1)
+                self.conditioning = inverter.classifier(images)
+            conditioning = self.conditioning
             recon = np.concatenate([
                 inverter.generate(conditioning[i:i + 250], noise[i:i + 250]).numpy()
                 for i in range(0, args.num_images, 250)])
             recon_classes = np.argmax(np.concatenate([
                 logits_fn(recon[i:i + 250]) for i in range(0, args.num_images, 250)]), -1)
-            agreement = float(np.mean(recon_classes == self.target_logits))
+            agreement = float(np.mean(recon_classes == self.target_classes))
             ident = identification.identification(images.numpy(), recon, labels,
                                                   num_distractors=9, metrics=("l2",))
             now = time.perf_counter()
