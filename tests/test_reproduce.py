@@ -49,7 +49,9 @@ def test_run_skips_finished_stages_and_records_times(tmp_path):
 def test_only_selects_by_prefix_and_refuses_unknown_names():
     all_stages = stages.stages("r")
     chosen = stages.select(all_stages, "invert_cifar10")
-    assert [s.name for s in chosen] == ["invert_cifar10_standard", "invert_cifar10_robust"]
+    assert [s.name for s in chosen] == ["invert_cifar10_standard", "invert_cifar10_robust",
+                                        "invert_cifar10_standard_hinge",
+                                        "invert_cifar10_robust_hinge"]
     with pytest.raises(ValueError, match="Received: only='invert_mnist'"):
         stages.select(all_stages, "invert_mnist")
 
@@ -60,3 +62,22 @@ def test_a_failing_stage_stops_with_its_name_and_records_nothing(tmp_path):
     with pytest.raises(RuntimeError, match="stage broken failed: exit status 3"):
         stages.run(plan, str(tmp_path), log=lambda line: None)
     assert not (tmp_path / "stages.json").exists()
+
+
+def test_ship_metadata_names_the_training_command(tmp_path):
+    from logit_inversion.reproduction import ship
+    workdir, root = tmp_path / "inv", tmp_path / "root"
+    workdir.mkdir()
+    root.mkdir()
+    with pytest.raises(ValueError, match="has no metrics.json"):
+        ship.metadata(str(workdir))
+    (workdir / "metrics.json").write_text(json.dumps({"steps": 12, "agreement": 0.5}))
+    (workdir / "config.json").write_text(json.dumps({"batch_size": 64, "num_steps": 12}))
+    (root / "stages.json").write_text(json.dumps([
+        {"stage": "invert_x", "seconds": 9.0, "commands": ["bin/train --old"]},
+        {"stage": "invert_x", "seconds": 3.0, "commands": ["bin/train --new"]}]))
+    data = ship.metadata(str(workdir), str(root), "invert_x", "bin/export --workdir=inv")
+    assert data["command"] == "bin/train --new" and data["wall_seconds"] == 3.0
+    assert data["steps"] == 12 and data["agreement"] == 0.5
+    assert data["config"] == {"batch_size": 64, "num_steps": 12}
+    assert data["export_command"] == "bin/export --workdir=inv"

@@ -84,13 +84,40 @@ def stages(root="runs/reproduce", data_dir="../shared/data/tfds", python=None):
             [[python, "bin/analyze", f"--model={workdir}", "--experiment=all",
               f"--output_dir={analysis}"]],
             [os.path.join(analysis, "index.html")]))
+    out += _hinge_stages(root, data_dir, python)
     for name in ("cifar10_standard", "cifar10_robust"):
         export = os.path.join("savedmodels", f"inverter_{name}")
+        workdir = os.path.join(root, "inverters", name)
+        export_command = [python, "bin/export", f"--workdir={workdir}", f"--output={export}"]
         out.append(Stage(
             f"export_{name}", f"ship the {name} inverter",
-            [[python, "bin/export", f"--workdir={os.path.join(root, 'inverters', name)}",
-              f"--output={export}"]],
-            [os.path.join(export, "1", "saved_model.pb")]))
+            [export_command,
+             [python, "-m", "logit_inversion.reproduction.ship", f"--workdir={workdir}",
+              f"--output={export}", f"--root={root}", f"--stage=invert_{name}",
+              f"--export_command={shlex.join(export_command)}"]],
+            [os.path.join(export, "1", "saved_model.pb"), os.path.join(export, "metadata.json")]))
+    return out
+
+
+def _hinge_stages(root, data_dir, python):
+    """The CIFAR pair again with the paper's pure hinge objective (no consistency term): the
+    main pair uses the term, so the robust-vs-standard comparison is also reported without it."""
+    out = []
+    for classifier in ("cifar10_standard", "cifar10_robust"):
+        name = f"{classifier}_hinge"
+        workdir = os.path.join(root, "inverters", name)
+        evaluation = os.path.join(root, "evaluation", name)
+        out.append(Stage(
+            f"invert_{name}", f"inverter of {classifier}, hinge loss only",
+            [[python, "bin/train", f"--config={CIFAR_CONFIG}", f"--config.data_dir={data_dir}",
+              "--config.consistency_weight=0", f"--config.classifier={classifier}",
+              f"--workdir={workdir}"]],
+            [os.path.join(workdir, "metrics.json")]))
+        out.append(Stage(
+            f"evaluate_{name}", f"{name} alone, 1,000 test images",
+            [[python, "bin/evaluate", f"--model={workdir}", "--dataset=cifar10",
+              f"--data_dir={data_dir}", "--num_images=1000", f"--output={evaluation}"]],
+            [os.path.join(evaluation, "metrics.json")]))
     return out
 
 

@@ -1,0 +1,128 @@
+"""The results page: claims are judged from the stage outputs, missing stages read "not run",
+the hand-written prose around the generated block survives a rerun, and figures are written."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from logit_inversion.reproduction import report
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _write(path, data):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(data, f)
+
+
+def _method(kind, ident, ssim, speed):
+    return {"kind": kind, "ident_l2": ident, "ident_ssim": ident, "ssim": ssim, "psnr": 12.0,
+            "images_per_second": speed}
+
+
+def _evaluation(root, name, ours_ident, ours_ssim, baselines=True):
+    models = {f"{root}/inverters/{name}": _method("inverter", ours_ident, ours_ssim, 400.0)}
+    if baselines:
+        models["optimize:steps=100"] = _method("optimization", 0.2, 0.1, 4.0)
+        models[f"{root}/dnb/{name}"] = _method("inverter", 0.15, 0.05, 100.0)
+    _write(os.path.join(root, "evaluation", name, "metrics.json"),
+           {"chance": 0.1, "num_images": 1000, "models": models})
+
+
+def _analysis(root, name, pixel_std, recovered):
+    folder = os.path.join(root, "analysis", name)
+    _write(os.path.join(folder, "invariance.json"), {"summary": {"mean_pixel_std": pixel_std}})
+    _write(os.path.join(folder, "misclassified.json"), {"summary": {
+        "scanned": 1000, "misclassified": 40, "recon_as_prediction": 0.8}})
+    _write(os.path.join(folder, "adversarial.json"), {"summary": {
+        "pgd_linf_untargeted_eps0.0314_recon_as_adversarial": 0.2,
+        "pgd_linf_untargeted_eps0.0627_recon_as_adversarial": 0.9}})
+    _write(os.path.join(folder, "factors.json"), {"summary": {
+        f"{f}_recovered": recovered for f in report.FACTORS}})
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(os.path.join(folder, "reconstructions.png"))
+
+
+@pytest.fixture
+def root(tmp_path):
+    root = str(tmp_path / "reproduce")
+    _evaluation(root, "cifar10_standard", 0.30, 0.20)
+    _evaluation(root, "cifar10_robust", 0.60, 0.30)
+    _evaluation(root, "shapes_standard", 0.11, 0.02)  # within 2 s.e. of chance: not evidence
+    _analysis(root, "cifar10_standard", 0.05, 0.0)
+    _analysis(root, "cifar10_robust", 0.02, 0.0)
+    _analysis(root, "shapes_standard", 0.04, 0.5)
+    _write(os.path.join(root, "stages.json"), [
+        {"stage": "invert_cifar10_standard", "seconds": 1800.0, "finished_utc": "t1"},
+        {"stage": "invert_cifar10_standard", "seconds": 600.0, "finished_utc": "t2"}])
+    return root
+
+
+def _rows(root, claim):
+    return [r for r in report.claim_rows(report.load(root)) if r[0] == claim]
+
+
+def test_claims_are_judged_from_the_outputs(root):
+    ident = {r[2].split(":")[0]: r[3] for r in _rows(root, "Identification above chance")}
+    assert ident["cifar10_standard"] == "agrees" and ident["cifar10_robust"] == "agrees"
+    assert ident["shapes_standard"] == "disagrees"  # 0.11 < 0.1 + 2·sqrt(0.09/1000) = 0.119
+    assert ident["shapes_wide"] == report.NOT_RUN
+    robust = _rows(root, "Robust keeps more")
+    assert robust[0][3] == "agrees" and "0.300 → 0.600" in robust[0][2]
+    assert robust[1][3] == report.NOT_RUN  # no shapes_robust evaluation
+    noise = _rows(root, "Noise matters more for standard")
+    assert noise[0][3] == "agrees" and "0.0500 vs 0.0200" in noise[0][2]
+    beats = {r[2].split(":")[0]: r for r in _rows(root, "Feedforward beats prior methods")}
+    assert beats["cifar10_standard"][3] == "agrees"
+    assert "100× faster" in beats["cifar10_standard"][2]
+    assert beats["shapes_standard"][3] == "disagrees"  # 0.11 < optimization's 0.2
+    wrong = _rows(root, "Reconstructions follow wrong logits")[0]
+    assert "pgd_linf_untargeted_eps0.0627" in wrong[2] and wrong[3] == "agrees"
+
+
+def test_close_robust_and_standard_are_within_noise(tmp_path):
+    root = str(tmp_path)
+    _evaluation(root, "cifar10_standard", 0.30, 0.2)
+    _evaluation(root, "cifar10_robust", 0.31, 0.2)
+    assert _rows(root, "Robust keeps more")[0][3] == "within noise"
+
+
+def test_page_keeps_the_prose_and_figures_are_written(root, tmp_path):
+    page = str(tmp_path / "results.md")
+    with open(page, "w") as f:
+        f.write(f"# Results\n\nHand-written intro.\n\n{report.BEGIN}\nold table\n{report.END}\n"
+                "\nHand-written discussion.\n")
+    written = report.write(root, page, str(tmp_path / "figures"))
+    text = open(page).read()
+    assert "Hand-written intro." in text and "Hand-written discussion." in text
+    assert "old table" not in text and text.count(report.BEGIN) == 1
+    assert "| invert_cifar10_standard | 10.0 | t2 |" in text  # the last run of a stage
+    assert "| shapes_standard | 0.50 |" in text
+    for name in ("identification.png", "baselines.png", "robust_vs_standard.png",
+                 "factors.png"):
+        assert name in written
+        with Image.open(tmp_path / "figures" / name) as image:
+            assert image.width <= 1200
+    report.write(root, page, str(tmp_path / "figures"))
+    assert open(page).read() == text  # rerunning changes nothing
+
+
+def test_a_page_with_one_marker_is_refused(root, tmp_path):
+    page = tmp_path / "results.md"
+    page.write_text(f"{report.BEGIN}\nno end\n")
+    with pytest.raises(ValueError, match="only one of the results markers"):
+        report.write(root, str(page), str(tmp_path / "figures"))
+    assert page.read_text() == f"{report.BEGIN}\nno end\n"
+
+
+def test_report_flag_needs_a_root(tmp_path):
+    done = subprocess.run([sys.executable, os.path.join(_ROOT, "bin", "reproduce"), "--report",
+                           f"--root={tmp_path / 'missing'}", f"--page={tmp_path / 'r.md'}"],
+                          capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "Received: root=" in done.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "r.md").exists()
