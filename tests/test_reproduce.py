@@ -52,6 +52,9 @@ def test_only_selects_by_prefix_and_refuses_unknown_names():
     assert [s.name for s in chosen] == ["invert_cifar10_standard", "invert_cifar10_robust",
                                         "invert_cifar10_standard_hinge",
                                         "invert_cifar10_robust_hinge"]
+    # A full name selects that stage alone, not the stages it is a prefix of.
+    assert [s.name for s in stages.select(all_stages, "invert_cifar10_robust")] == [
+        "invert_cifar10_robust"]
     with pytest.raises(ValueError, match="Received: only='invert_mnist'"):
         stages.select(all_stages, "invert_mnist")
 
@@ -78,6 +81,8 @@ def test_ship_metadata_names_the_training_command(tmp_path):
         {"stage": "invert_x", "seconds": 3.0, "commands": ["bin/train --new"]}]))
     data = ship.metadata(str(workdir), str(root), "invert_x", "bin/export --workdir=inv")
     assert data["command"] == "bin/train --new" and data["wall_seconds"] == 3.0
+    assert ship.portable("/venv/bin/python3 bin/train --workdir=/repo/runs/x", "/repo") == (
+        "python bin/train --workdir=runs/x")
     assert data["steps"] == 12 and data["agreement"] == 0.5
     assert data["config"] == {"batch_size": 64, "num_steps": 12}
     assert data["export_command"] == "bin/export --workdir=inv"

@@ -122,13 +122,21 @@ def _hinge_stages(root, data_dir, python):
 
 
 def select(all_stages, only=None):
-    """The stages named in `only` (comma-separated names or prefixes), in order."""
+    """The stages named in `only` (comma-separated names or prefixes), in order.
+
+    A word that is a stage's full name selects that stage only, so `invert_cifar10_robust`
+    does not also start `invert_cifar10_robust_hinge`; other words select by prefix.
+    """
     if not only:
         return all_stages
     wanted = [w for w in only.split(",") if w]
-    chosen = [s for s in all_stages if any(s.name == w or s.name.startswith(w) for w in wanted)]
-    unmatched = [w for w in wanted
-                 if not any(s.name == w or s.name.startswith(w) for s in all_stages)]
+    names = {s.name for s in all_stages}
+
+    def matches(stage, word):
+        return stage.name == word if word in names else stage.name.startswith(word)
+
+    chosen = [s for s in all_stages if any(matches(s, w) for w in wanted)]
+    unmatched = [w for w in wanted if not any(matches(s, w) for s in all_stages)]
     if unmatched:
         raise ValueError(f"No stage is named {unmatched[0]!r} (or starts so); stages: "
                          f"{', '.join(s.name for s in all_stages)}. Received: only={only!r}")
