@@ -100,7 +100,7 @@ def test_page_keeps_the_prose_and_figures_are_written(root, tmp_path):
     text = open(page).read()
     assert "Hand-written intro." in text and "Hand-written discussion." in text
     assert "old table" not in text and text.count(report.BEGIN) == 1
-    assert "| invert_cifar10_standard | 10.0 | t2 |" in text  # the last run of a stage
+    assert "| invert_cifar10_standard | 10.0 | t2 |  |" in text  # the last run of a stage
     assert "| shapes_standard | 0.50 |" in text
     for name in ("identification.png", "baselines.png", "robust_vs_standard.png",
                  "factors.png"):

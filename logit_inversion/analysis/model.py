@@ -207,8 +207,11 @@ def _open_export(path, name, class_names):
             return model.classify(export.to_uint8(images))["logits"]
 
     names = class_names or _default_names(loaded.num_classes)
+    # A shipped export names its training data in metadata.json (not its data_dir, which
+    # belonged to the machine that trained it).
     return AnalysisModel(name, loaded.path, "export", classify, logits_fn, generate,
-                         loaded.resolution, loaded.num_classes, loaded.noise_dim, names)
+                         loaded.resolution, loaded.num_classes, loaded.noise_dim, names,
+                         dataset=loading.model_metadata(path).get("dataset"))
 
 
 def _warn_if_partial(path, inverter):

@@ -143,7 +143,8 @@ def evaluate(models, dataset="shapes", split="test", num_images=500, data_dir=No
     if classifier is None:
         classifier = next((m.classifier for m in loaded.values() if m.classifier), None)
     if classifier is None:
-        raise ValueError("No workdir among the models names the classifier; pass "
+        raise ValueError("No workdir or shipped model (metadata.json) among the models names "
+                         "the classifier; pass "
                          f"--classifier. Received: models={models}")
     phi = load_classifier(classifier)
     resolution = next((m.resolution for m in loaded.values()), phi.spec.input_size)

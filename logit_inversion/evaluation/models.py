@@ -95,7 +95,8 @@ def _from_export(spec):
                        len(logits))
         return tf.cast(out, tf.float32) / 127.5 - 1.0
 
-    return Reconstructor(spec, "export", loaded.resolution, reconstruct)
+    return Reconstructor(spec, "export", loaded.resolution, reconstruct,
+                         loading.model_metadata(spec).get("classifier"))
 
 
 def _from_optimization(spec, classifier, resolution, progress):

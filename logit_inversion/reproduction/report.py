@@ -192,7 +192,8 @@ def stage_rows(results):
     last = {}
     for record in results["stages"]:
         last[record["stage"]] = record
-    return [(name, r["seconds"] / 60.0, r.get("finished_utc", "")) for name, r in last.items()]
+    return [(name, r["seconds"] / 60.0, r.get("finished_utc", ""), r.get("note", ""))
+            for name, r in last.items()]
 
 
 def markdown(results):
@@ -210,8 +211,9 @@ def markdown(results):
     stages = stage_rows(results)
     if stages:
         lines += ["", "Wall time of each stage that ran (`stages.json`):", "",
-                  "| stage | minutes | finished (UTC) |", "| --- | --- | --- |"]
-        lines += [f"| {name} | {minutes:.1f} | {when} |" for name, minutes, when in stages]
+                  "| stage | minutes | finished (UTC) | note |", "| --- | --- | --- | --- |"]
+        lines += [f"| {name} | {minutes:.1f} | {when} | {note} |"
+                  for name, minutes, when, note in stages]
     return "\n".join(lines + ["", END])
 
 

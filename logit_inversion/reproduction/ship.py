@@ -11,6 +11,7 @@ time and the held-out agreement that training measured, next to the export.
 import argparse
 import json
 import os
+import shlex
 import sys
 
 from logit_inversion import files
@@ -34,12 +35,22 @@ def metadata(workdir, root=None, stage=None, export_command=None):
                      if key in config}
     record = _last_record(root, stage) if root and stage else None
     if record:
-        out["command"] = record["commands"][0]
+        out["command"] = portable(record["commands"][0])
         out["wall_seconds"] = record["seconds"]
         out["finished_utc"] = record.get("finished_utc")
     if export_command:
-        out["export_command"] = export_command
+        out["export_command"] = portable(export_command)
     return out
+
+
+def portable(command, repo=None):
+    """`command` as anyone can rerun it from a clone: the interpreter as `python`, paths
+    inside the repository relative to it (the stages record absolute ones)."""
+    repo = os.path.abspath(repo or os.getcwd()).rstrip("/") + "/"
+    words = shlex.split(command)
+    if words and os.path.basename(words[0]).startswith("python"):
+        words[0] = "python"
+    return shlex.join(word.replace(repo, "") for word in words)
 
 
 def _last_record(root, stage):

@@ -30,6 +30,23 @@ def load(path):
     return LoadedInverter(resolve_version(path))
 
 
+def model_metadata(path):
+    """The `metadata.json` of a model folder (`savedmodels/NAME`), read from the folder itself
+    or, for a version folder (`savedmodels/NAME/3`), from its parent; {} when there is none.
+
+    Shipped inverters record there the classifier they invert and the data they were trained
+    on, so tools can default to them as they do for a training workdir."""
+    import json  # pylint: disable=import-outside-toplevel
+
+    path = os.fspath(path).rstrip("/")
+    for folder in (path, os.path.dirname(path)):
+        candidate = os.path.join(folder, "metadata.json")
+        if folder and tf.io.gfile.exists(candidate):
+            with tf.io.gfile.GFile(candidate) as f:
+                return json.load(f)
+    return {}
+
+
 def resolve_version(path):
     """`path` if it holds a SavedModel, else its newest numeric version folder."""
     path = os.fspath(path)

@@ -1,0 +1,81 @@
+"""The CIFAR-10 inverters shipped in `savedmodels/`: each says how it was made, embeds the
+classifier it claims to invert, and `bin/evaluate` and `bin/analyze` run on it offline."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import logit_inversion
+from logit_inversion.classifiers import frozen
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = ["cifar10_standard", "cifar10_robust"]
+
+
+def _images(count=6, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_inverter_says_how_it_was_made(name):
+    folder = REPO / "savedmodels" / f"inverter_{name}"
+    metadata = json.loads((folder / "metadata.json").read_text())
+    assert metadata["classifier"] == name and metadata["dataset"] == "cifar10"
+    assert metadata["command"].startswith("python bin/train ")
+    assert f"--config.classifier={name}" in metadata["command"]
+    assert str(REPO) not in json.dumps(metadata), "paths in metadata are relative to the repo"
+    assert metadata["steps"] == metadata["config"]["num_steps"] > 0
+    assert 0.0 <= metadata["agreement"] <= 1.0 and metadata["wall_seconds"] > 0
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    assert size < 8 * 2**20, f"{folder} is {size / 2**20:.1f} MB; shipped models stay small"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_inverter_embeds_its_classifier(name):
+    inverter = logit_inversion.load(str(REPO / "savedmodels" / f"inverter_{name}"))
+    assert (inverter.resolution, inverter.num_classes) == (32, 10)
+    images = _images()
+    out = inverter.reconstruct(images, seed=3)
+    assert out["reconstructions"].shape == (6, 32, 32, 3)
+    assert out["reconstructions"].dtype == np.uint8 and out["reconstructions"].std() > 0
+    classifier = frozen.load_classifier(name)
+    expected = classifier(images.astype(np.float32) / 127.5 - 1.0).numpy()
+    np.testing.assert_allclose(out["logits"], expected, rtol=1e-3, atol=1e-3)
+
+
+def test_evaluate_and_analyze_run_on_a_shipped_inverter(tmp_path):
+    folder = tmp_path / "pictures"
+    for label in ("airplane", "cat"):
+        (folder / label).mkdir(parents=True)
+        for i, pixels in enumerate(_images(4, seed=len(label))):
+            Image.fromarray(pixels).save(folder / label / f"{i}.png")
+    model = str(REPO / "savedmodels" / "inverter_cifar10_robust")
+    evaluated = subprocess.run(
+        [sys.executable, str(REPO / "bin" / "evaluate"), f"--model={model}",
+         f"--dataset={folder}", "--split=train", "--num_images=8", "--num_distractors=3",
+         "--diversity_images=2", f"--output={tmp_path / 'evaluation'}"],
+        capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    metrics = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
+    assert metrics["num_images"] == 8 and len(metrics["models"]) == 1
+    analyzed = subprocess.run(
+        [sys.executable, str(REPO / "bin" / "analyze"), f"--model={model}",
+         "--experiment=reconstructions,invariance", f"--dataset={folder}", "--split=train",
+         "--num_images=4", f"--output_dir={tmp_path / 'analysis'}"],
+        capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert analyzed.returncode == 0, analyzed.stderr[-2000:]
+    assert (tmp_path / "analysis" / "invariance.png").exists()
+
+
+def test_model_metadata_is_read_from_the_model_folder_or_beside_a_version(tmp_path):
+    from logit_inversion.serving import loading
+    (tmp_path / "m" / "3").mkdir(parents=True)
+    assert loading.model_metadata(tmp_path / "m") == {}
+    (tmp_path / "m" / "metadata.json").write_text(json.dumps({"classifier": "shapes"}))
+    assert loading.model_metadata(tmp_path / "m")["classifier"] == "shapes"
+    assert loading.model_metadata(str(tmp_path / "m" / "3") + "/")["classifier"] == "shapes"
