@@ -41,7 +41,8 @@ def _analysis(root, name, pixel_std, recovered):
         "scanned": 1000, "misclassified": 40, "recon_as_prediction": 0.8}})
     _write(os.path.join(folder, "adversarial.json"), {"summary": {
         "pgd_linf_untargeted_eps0.0314_recon_as_adversarial": 0.2,
-        "pgd_linf_untargeted_eps0.0627_recon_as_adversarial": 0.9}})
+        "pgd_linf_untargeted_eps0.0627_recon_as_adversarial": 0.3,
+        "pgd_linf_targeted_eps0.0627_recon_as_adversarial": 0.9}})
     _write(os.path.join(folder, "factors.json"), {"summary": {
         f"{f}_recovered": recovered for f in report.FACTORS}})
     Image.new("RGB", (40, 30), (200, 10, 10)).save(os.path.join(folder, "reconstructions.png"))
@@ -81,7 +82,8 @@ def test_claims_are_judged_from_the_outputs(root):
     assert "100× faster" in beats["cifar10_standard"][2]
     assert beats["shapes_standard"][3] == "disagrees"  # 0.11 < optimization's 0.2
     wrong = _rows(root, "Reconstructions follow wrong logits")[0]
-    assert "pgd_linf_untargeted_eps0.0627" in wrong[2] and wrong[3] == "agrees"
+    assert "pgd_linf_targeted_eps0.0627 0.900" in wrong[2] and wrong[3] == "agrees"
+    assert "pgd_linf_untargeted_eps0.0627 0.300" in wrong[2]
 
 
 def test_close_robust_and_standard_are_within_noise(tmp_path):

@@ -101,7 +101,8 @@ def claim_rows(results):
         s, r = _methods(evaluation[standard])[0], _methods(evaluation[robust])[0]
         label = f"{standard} vs {robust}"
         if s is None or r is None:
-            rows.append(("Robust keeps more", "robust > standard", f"{label}: {NOT_RUN}", NOT_RUN))
+            rows.append(("Robust keeps more", "robust > standard (identification, SSIM, PSNR)",
+                         f"{label}: {NOT_RUN}", NOT_RUN))
         else:
             n1, n2 = evaluation[standard]["num_images"], evaluation[robust]["num_images"]
             rows.append((
@@ -122,7 +123,8 @@ def claim_rows(results):
     for name in INVERTERS:
         ours, optimize, dnb = _methods(evaluation[name])
         if ours is None or optimize is None or dnb is None:
-            rows.append(("Feedforward beats prior methods", "ours > optimization, D&B",
+            rows.append(("Feedforward beats prior methods",
+                         "ours > optimization, D&B (identification, SSIM)",
                          f"{name}: {NOT_RUN}", NOT_RUN))
             continue
         speed = ours["images_per_second"] / optimize["images_per_second"]
@@ -146,9 +148,11 @@ def claim_rows(results):
         wrong = (f"misclassified {summary['misclassified']}/{summary['scanned']}, drawn as the "
                  f"prediction {_fmt(follows)}" if follows is not None else
                  f"no misclassified image among {summary['scanned']}")
-        key, rate = _strongest_attack(adv["summary"])
+        key, rate = _strongest_attack(adv["summary"], "targeted")
+        untargeted_key, untargeted = _strongest_attack(adv["summary"], "untargeted")
         rows.append(("Reconstructions follow wrong logits", "they show the predicted class",
-                     f"{name}: {wrong}; {key}: drawn as the adversarial class {_fmt(rate)}",
+                     f"{name}: {wrong}; drawn as the adversarial class: {key} {_fmt(rate)}, "
+                     f"{untargeted_key} {_fmt(untargeted)}",
                      _verdict(rate is not None and rate > 0.5
                               and (follows is None or follows > 0.5))))
     for name, change in VARIANTS.items():
@@ -159,9 +163,10 @@ def claim_rows(results):
     return rows
 
 
-def _strongest_attack(summary):
-    """The untargeted L∞ PGD entry with the largest ε: the attack the paper shows."""
-    keys = [k for k in summary if k.startswith("pgd_linf_untargeted_eps")
+def _strongest_attack(summary, goal):
+    """The L∞ PGD entry of `goal` ("targeted" or "untargeted") with the largest ε. The
+    verdict uses the targeted one: it sets which class the logits should show."""
+    keys = [k for k in summary if k.startswith(f"pgd_linf_{goal}_eps")
             and k.endswith("_recon_as_adversarial")]
     if not keys:
         return "no PGD attack", None
@@ -198,8 +203,22 @@ def stage_rows(results):
 
 def markdown(results):
     """The generated block of the results page."""
-    lines = [BEGIN, "", "| claim | paper | observed (32 px) | verdict |", "| --- | --- | --- | --- |"]
-    lines += [f"| {c} | {p} | {o} | {v} |" for c, p, o, v in claim_rows(results)]
+    rows = claim_rows(results)
+    claims = list(dict.fromkeys(row[0] for row in rows))
+    lines = [BEGIN, "", "| claim | paper | verdicts at 32 px |", "| --- | --- | --- |"]
+    for claim in claims:
+        mine = [row for row in rows if row[0] == claim]
+        counts = {}
+        for row in mine:
+            counts[row[3]] = counts.get(row[3], 0) + 1
+        tally = ", ".join(f"{verdict} × {n}" for verdict, n in counts.items())
+        lines.append(f"| {claim} | {mine[0][1]} | {tally} |")
+    for claim in claims:
+        lines += ["", f"**{claim}.** Paper: {next(r[1] for r in rows if r[0] == claim)}.", "",
+                  "| classifier | observed | verdict |", "| --- | --- | --- |"]
+        for _, _, observed, verdict in (row for row in rows if row[0] == claim):
+            who, _, what = observed.partition(": ")
+            lines.append(f"| {who} | {what} | {verdict} |")
     factors = factor_rows(results)
     if factors:
         lines += ["", "Fraction of each factor's error recovered, shapes inverters "
@@ -246,6 +265,9 @@ def figures(results, root, output_dir):
         if image.width > max_width:
             image = image.resize((max_width, round(image.height * max_width / image.width)),
                                  Image.LANCZOS)
+        # A 256-colour palette keeps the committed figures a few hundred kB at most; at these
+        # sizes the reconstructions look the same.
+        image = image.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
         files.write_atomic(os.path.join(output_dir, name), render.png_bytes(image))
         written.append(name)
 
@@ -275,10 +297,10 @@ def figures(results, root, output_dir):
                                ("noise.png", "invariance")):
         parts = [panel(n, experiment) for n in PAIRS[0]]
         if any(parts):
-            save(render.stack(parts, horizontal=True), figure, max_width=1200)
+            save(render.stack(parts), figure, max_width=640)
     parts = [panel(PAIRS[0][0], "misclassified"), panel(PAIRS[0][0], "adversarial")]
     if any(parts):
-        save(render.stack(parts), "wrong_logits.png")
+        save(render.stack(parts), "wrong_logits.png", max_width=700)
     factors = factor_rows(results)
     if factors:
         # Below chance is drawn as 0: the bars show what is kept, the table the exact values.
