@@ -165,10 +165,10 @@ def claim_rows(results):
                      _verdict(rate is not None and rate > 0.5
                               and (follows is None or follows > 0.5))))
     for name, change in VARIANTS.items():
+        summary = _variant_summary(results, name)
         rows.append(("Architecture and optimizer matter", "what is kept differs",
-                     f"{name} ({change}) vs shapes_standard: {_variant_summary(results, name)}",
-                     NOT_RUN if _variant_summary(results, name).endswith(NOT_RUN) else
-                     "see factor table"))
+                     f"{name} ({change}) vs shapes_standard: {summary}",
+                     NOT_RUN if summary == NOT_RUN else "see factor table"))
     return rows
 
 
@@ -287,21 +287,20 @@ def figures(results, root, output_dir):
         with Image.open(path) as image:
             return render.stack([render.title_bar(name), image.convert("RGB")])
 
-    names = [n for n in INVERTERS if _methods(results["evaluation"][n])[0] is not None]
+    methods = {n: _methods(results["evaluation"][n]) for n in INVERTERS}
+    names = [n for n in INVERTERS if methods[n][0] is not None]
+
+    def series(metric):
+        return {label: [np.nan if methods[n][index] is None else methods[n][index][metric]
+                        for n in names]
+                for index, label in enumerate(("ours", "optimization", "D&B"))}
+
     if names:
-        series = {}
-        for label, index in (("ours", 0), ("optimization", 1), ("D&B", 2)):
-            series[label] = [np.nan if _methods(results["evaluation"][n])[index] is None
-                             else _methods(results["evaluation"][n])[index]["ident_l2"]
-                             for n in names]
         save(render.bar_chart("Instance identification by L2 among 10 of a class "
-                              "(chance 0.10)", names, series, "accuracy", y_max=1.0,
-                              size=(640, 220)), "identification.png")
-        ssim = {label: [np.nan if _methods(results["evaluation"][n])[index] is None
-                        else _methods(results["evaluation"][n])[index]["ssim"] for n in names]
-                for label, index in (("ours", 0), ("optimization", 1), ("D&B", 2))}
-        save(render.bar_chart("SSIM to the original", names, ssim, "SSIM", size=(640, 220)),
-             "baselines.png")
+                              "(chance 0.10)", names, series("ident_l2"), "accuracy",
+                              y_max=1.0, size=(640, 220)), "identification.png")
+        save(render.bar_chart("SSIM to the original", names, series("ssim"), "SSIM",
+                              size=(640, 220)), "baselines.png")
     for figure, experiment in (("robust_vs_standard.png", "reconstructions"),
                                ("noise.png", "invariance")):
         parts = [panel(n, experiment) for n in PAIRS[0]]
@@ -313,10 +312,10 @@ def figures(results, root, output_dir):
     factors = factor_rows(results)
     if factors:
         # Below chance is drawn as 0: the bars show what is kept, the table the exact values.
-        series = {name: [np.nan if v is None else max(v, 0.0) for v in values]
-                  for name, values in factors}
+        recovered = {name: [np.nan if v is None else max(v, 0.0) for v in values]
+                     for name, values in factors}
         save(render.bar_chart("Factor error recovered by the reconstruction (1 = exact, "
-                              "0 = chance or worse)", FACTORS, series, "recovered", y_max=1.0,
+                              "0 = chance or worse)", FACTORS, recovered, "recovered", y_max=1.0,
                               size=(700, 220)), "factors.png")
     return written
 

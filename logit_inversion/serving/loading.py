@@ -4,6 +4,7 @@ The object calls the SavedModel's serving signatures (see `logit_inversion.servi
 computes exactly what TF Serving would return for the same request.
 """
 
+import json
 import os
 
 import numpy as np
@@ -36,8 +37,6 @@ def model_metadata(path):
 
     Shipped inverters record there the classifier they invert and the data they were trained
     on, so tools can default to them as they do for a training workdir."""
-    import json  # pylint: disable=import-outside-toplevel
-
     path = os.fspath(path).rstrip("/")
     for folder in (path, os.path.dirname(path)):
         candidate = os.path.join(folder, "metadata.json")
