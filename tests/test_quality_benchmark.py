@@ -39,6 +39,7 @@ def test_candidate_stops_at_first_probe_meeting_targets(tiny_classifier_path, sh
     assert 0.0 <= record["agreement"] <= 1.0 and 0.0 <= record["identification_l2"] <= 1.0
     assert record["wall_seconds"] >= record["probe_seconds"] > 0
     assert os.path.getsize(os.path.join(out, "candidate.png")) > 0
+    assert os.path.exists(os.path.join(out, "candidate_grid_000002.npz"))  # each probe's
     with open(os.path.join(out, "candidate.jsonl")) as f:
         assert [json.loads(line) for line in f] == curve
     assert "candidate" in quality.table(result)
@@ -65,3 +66,27 @@ def test_unknown_reference_commit_is_refused_before_anything_is_written(tmp_path
     with pytest.raises(ValueError, match="reference_commit='no-such-commit'"):
         quality.run({"reference_commit": "no-such-commit", "output_dir": str(tmp_path / "q")})
     assert not os.path.exists(tmp_path / "q")
+
+
+def test_compare_grids_puts_both_sides_under_the_same_originals(tmp_path):
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    paths = []
+    for name, step in (("reference", 3000), ("candidate", 1000)):
+        path = str(tmp_path / f"{name}.npz")
+        np.savez(path, originals=rng.uniform(-1, 1, (4, 8, 8, 3)),
+                 reconstructions=rng.uniform(-1, 1, (4, 8, 8, 3)),
+                 labels=np.arange(4), step=step)
+        paths.append(path)
+    one_side = str(tmp_path / "one.png")
+    quality.compare_grids(paths[0], paths[0], one_side)
+    quality.compare_grids(*paths, str(tmp_path / "compare.png"))
+    with Image.open(tmp_path / "compare.png") as image:
+        # 3 rows of 4 tiles, 16 px each (8 px at scale 2), with captions and labels.
+        assert image.height >= 3 * 16 and image.width >= 4 * 16
+        compare = np.asarray(image.convert("RGB"))
+    with Image.open(one_side) as image:
+        # The candidate row differs from the reference row, so the pictures differ.
+        assert image.size == (compare.shape[1], compare.shape[0])
+        assert not np.array_equal(np.asarray(image.convert("RGB")), compare)

@@ -44,6 +44,7 @@ def test_run_skips_finished_stages_and_records_times(tmp_path):
     with open(tmp_path / "stages.json") as f:
         history = json.load(f)
     assert [r["stage"] for r in history] == ["b"] and history[0]["seconds"] >= 0
+    assert history[0]["machine"].startswith(f"{os.cpu_count()} × ")
     assert [r["status"] for r in stages.run(plan, root, log=lambda line: None)] == [
         "skipped", "skipped"]
 

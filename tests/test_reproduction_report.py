@@ -124,10 +124,44 @@ def test_a_page_with_one_marker_is_refused(root, tmp_path):
     assert page.read_text() == f"{report.BEGIN}\nno end\n"
 
 
-def test_report_flag_needs_a_root(tmp_path):
+def test_report_flag_needs_a_root_or_a_ledger(tmp_path):
     done = subprocess.run([sys.executable, os.path.join(_ROOT, "bin", "reproduce"), "--report",
-                           f"--root={tmp_path / 'missing'}", f"--page={tmp_path / 'r.md'}"],
+                           f"--root={tmp_path / 'missing'}", f"--page={tmp_path / 'r.md'}",
+                           f"--ledger={tmp_path / 'missing.json'}"],
                           capture_output=True, text=True)
     assert done.returncode != 0
     assert "Received: root=" in done.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "r.md").exists()
+
+
+def test_the_ledger_keeps_what_a_fresh_checkout_lacks(root, tmp_path):
+    page, ledger = str(tmp_path / "results.md"), str(tmp_path / "measurements.json")
+    report.write(root, page, str(tmp_path / "figures"), ledger)
+    full = open(page).read()
+    # A new session: the run outputs are gone, the committed ledger is not.
+    report.write(str(tmp_path / "no_runs"), page, str(tmp_path / "figures"), ledger)
+    assert open(page).read() == full
+    recorded = json.load(open(ledger))
+    assert set(recorded["analysis"]["cifar10_robust"]["invariance"]) == {"summary"}
+    assert len(recorded["stages"]) == 2   # merged once, not appended again
+
+    # A stage measured again replaces its recorded numbers; the others stay.
+    later = str(tmp_path / "later")
+    _evaluation(later, "cifar10_robust", 0.45, 0.30)
+    _write(os.path.join(later, "stages.json"), [
+        {"stage": "evaluate_cifar10_robust", "seconds": 60.0, "finished_utc": "t3"}])
+    report.write(later, page, str(tmp_path / "figures"), ledger)
+    rows = {r[2].split(":")[0]: r[2] for r in report.claim_rows(report.load(later, ledger))
+            if r[0] == "Identification above chance"}
+    assert "L2 0.450" in rows["cifar10_robust"] and "L2 0.300" in rows["cifar10_standard"]
+    assert [r["stage"] for r in json.load(open(ledger))["stages"]][-1] == "evaluate_cifar10_robust"
+
+
+def test_half_a_pair_leaves_the_committed_figure(root, tmp_path):
+    figures = tmp_path / "figures"
+    report.write(root, str(tmp_path / "results.md"), str(figures))
+    before = (figures / "robust_vs_standard.png").read_bytes()
+    os.remove(os.path.join(root, "analysis", "cifar10_robust", "reconstructions.png"))
+    written = report.write(root, str(tmp_path / "results.md"), str(figures))
+    assert "robust_vs_standard.png" not in written
+    assert (figures / "robust_vs_standard.png").read_bytes() == before

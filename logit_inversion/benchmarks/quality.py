@@ -9,7 +9,8 @@ the metrics. Its final probe sets the targets:
 The candidate (today's code, today's demo config plus any overrides) trains until its probe
 meets both, and the benchmark reports wall time (probes included), steps, CPU use and the
 speed-up. Each side leaves a `*_grid.npz` of 16 originals and reconstructions at its last
-probe, rendered to PNG, for the third criterion: the picture, judged by eye.
+probe (and one per probe), rendered to PNG, and `compare.png` puts both sides under the same
+originals, for the third criterion: the picture, judged by eye.
 
 Example:
     bin/benchmark quality                      # 3ceff00 vs today's demo config
@@ -66,6 +67,25 @@ def _render(npz_path, png_path):
     labels = [str(int(i)) for i in grid["labels"]]
     visualize.save_png(visualize.labelled_grid(grid["originals"], grid["reconstructions"],
                                                labels, labels), png_path)
+
+
+def compare_grids(reference_npz, candidate_npz, png_path, labels=("reference", "candidate")):
+    """One PNG of the same originals above each side's reconstructions at its last probe:
+    the by-eye check, at equal images and noise."""
+    import numpy as np
+    from logit_inversion import visualize
+    from logit_inversion.analysis import render
+    sides = [np.load(reference_npz), np.load(candidate_npz)]
+
+    def row(images, captions=None):
+        return [render.Cell(render.to_pil(image, scale=2), caption=caption)
+                for image, caption in zip(images, captions or [""] * len(images))]
+
+    rows = [row(sides[0]["originals"], [str(int(label)) for label in sides[0]["labels"]])]
+    rows += [row(side["reconstructions"]) for side in sides]
+    names = ["originals"] + [f"{name}\nstep {int(side['step'])}"
+                             for name, side in zip(labels, sides)]
+    visualize.save_png(render.grid(rows, row_labels=names), png_path)
 
 
 def check_commit(commit):
@@ -159,6 +179,9 @@ def run(args=None):
                            **_summary(records, seconds, met[0] if met else None),
                            "curve": records}
     _render(os.path.join(out, "candidate_grid.npz"), os.path.join(out, "candidate.png"))
+    if "reference" in result:
+        compare_grids(os.path.join(out, "reference_grid.npz"),
+                      os.path.join(out, "candidate_grid.npz"), os.path.join(out, "compare.png"))
     if met and "reference" in result:
         result["speedup"] = round(result["reference"]["wall_seconds"]
                                   / result["candidate"]["wall_seconds"], 2)

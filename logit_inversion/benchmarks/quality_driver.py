@@ -11,7 +11,9 @@ the same noise (G_ema, inference mode, no standing statistics: the cheap check a
 rule can afford) and appends one JSON line to `--output`:
 {"step", "wall_seconds", "probe_seconds", "agreement", "identification_l2",
  "cpu_seconds"}. `wall_seconds` counts from the first training step and includes every
-probe. With `--targets` it stops at the first probe that meets all of them.
+probe, and the 16 first images with their reconstructions to `<output stem>_grid.npz` (the
+latest) and `<output stem>_grid_<step>.npz` (each probe's). With `--targets` it stops at the
+first probe that meets all of them.
 """
 
 import argparse
@@ -121,9 +123,13 @@ def main(argv=None):
             with open(args.output, "a") as f:
                 f.write(json.dumps(record) + "\n")
             print(f"quality driver: {json.dumps(record)}", flush=True)
-            np.savez_compressed(os.path.splitext(args.output)[0] + "_grid.npz",
-                                originals=images.numpy()[:16], reconstructions=recon[:16],
-                                labels=labels[:16], step=record["step"])
+            grid = {"originals": images.numpy()[:16], "reconstructions": recon[:16],
+                    "labels": labels[:16], "step": record["step"]}
+            stem = os.path.splitext(args.output)[0]
+            np.savez_compressed(stem + "_grid.npz", **grid)
+            # Every probe's grid is kept too, so the pictures can be compared at equal
+            # steps or equal time, not only at the stopping point.
+            np.savez_compressed(f"{stem}_grid_{record['step']:06d}.npz", **grid)
             if met:
                 self.model.stop_training = True
 

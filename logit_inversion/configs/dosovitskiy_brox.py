@@ -9,17 +9,22 @@ x̂ = G(z)), trained with the sum of
   (`feature_weight`, `feature_layer`): ‖C(x̂) − C(x)‖² / ‖C(x)‖²,
 - an adversarial loss: the same hinge loss and logit-conditioned projection discriminator
   as the inverter (D&B's discriminator also sees the conditioning features).
-No logit-consistency term (D&B have none). Everything else is the demo config (shapes,
-32 px, width 16), so the two models differ only in the objective and the noise.
+No logit-consistency term (D&B have none). Everything else is the CPU recipe
+(`cpu_recipe.py`: 32 px, width 16, the learning rates and EMA) that the CIFAR-10 inverters
+and the 2026-11-29 demo share, on `shapes` by default, so D&B and those inverters differ only
+in the objective and the noise.
 
   bin/train --config=logit_inversion/configs/dosovitskiy_brox.py --workdir=runs/dnb_demo
 """
 
-from logit_inversion.configs.demo import get_config as demo_config
+from logit_inversion.configs import cpu_recipe
+from logit_inversion.configs.base import get_base_config
 
 
 def get_config():
-    c = demo_config()
+    c = cpu_recipe.apply(get_base_config())
+    c.dataset = "shapes"
+    c.classifier = "shapes"
     c.deterministic = True
     c.pixel_weight = 1.0
     c.feature_weight = 1.0

@@ -1,6 +1,13 @@
 """The results page of the reproduction: reads what the stages left under their root and
 writes the claims table, the stage times and one small figure per claim.
 
+Run outputs are never committed, and a fresh checkout has none, so every report also keeps
+the numbers it used in a small committed ledger (`docs/results/measurements.json`): the
+metrics of each evaluation and training run, the summary of each analysis and the stage
+times. A report merges the ledger with what the root holds now (a fresh output replaces the
+recorded one), so a stage measured in an earlier session stays on the page until it is
+measured again, and the page can always be regenerated from the repository alone.
+
 Only the part of `docs/results.md` between the two markers is generated, so the prose around
 it (the machine, what was observed, where it disagrees with the paper) is written by hand and
 survives a rerun. A stage that has not run leaves its cells as "not run" rather than failing:
@@ -32,16 +39,44 @@ def _read(path):
     return json.loads(files.read_text(path))
 
 
-def load(root):
-    """Everything the page needs, keyed by inverter name; missing outputs are None."""
+def _summary_only(analysis):
+    # The page reads only an analysis's summary; its per-image arrays stay in the run.
+    return None if analysis is None else {"summary": analysis.get("summary", {})}
+
+
+def load(root, ledger=None):
+    """Everything the page needs, keyed by inverter name; missing outputs are None.
+
+    With `ledger` (a path), what it recorded fills in whatever `root` does not hold.
+    """
+    recorded = (_read(ledger) if ledger else None) or {}
     out = {"evaluation": {}, "analysis": {}, "training": {}, "stages": []}
     for name in INVERTERS + list(HINGE_PAIR):
-        out["evaluation"][name] = _read(os.path.join(root, "evaluation", name, "metrics.json"))
-        out["training"][name] = _read(os.path.join(root, "inverters", name, "metrics.json"))
+        for kind, path in (("evaluation", ("evaluation", name, "metrics.json")),
+                           ("training", ("inverters", name, "metrics.json"))):
+            out[kind][name] = (_read(os.path.join(root, *path))
+                               or recorded.get(kind, {}).get(name))
+        old = recorded.get("analysis", {}).get(name, {})
         out["analysis"][name] = {
-            e: _read(os.path.join(root, "analysis", name, f"{e}.json")) for e in EXPERIMENTS}
-    out["stages"] = _read(os.path.join(root, "stages.json")) or []
+            e: (_summary_only(_read(os.path.join(root, "analysis", name, f"{e}.json")))
+                or old.get(e)) for e in EXPERIMENTS}
+    stages = list(recorded.get("stages", []))
+    seen = {(r["stage"], r.get("finished_utc")) for r in stages}
+    stages += [r for r in _read(os.path.join(root, "stages.json")) or []
+               if (r["stage"], r.get("finished_utc")) not in seen]
+    out["stages"] = stages
     return out
+
+
+def measurements(results):
+    """The ledger of `results`: only what was measured, analyses as their summaries."""
+    def measured(entries):
+        return {name: value for name, value in entries.items() if value is not None}
+    return {"evaluation": measured(results["evaluation"]),
+            "training": measured(results["training"]),
+            "analysis": {name: measured(by_experiment) for name, by_experiment
+                         in results["analysis"].items() if measured(by_experiment)},
+            "stages": results["stages"]}
 
 
 def _methods(evaluation):
@@ -206,7 +241,8 @@ def stage_rows(results):
     last = {}
     for record in results["stages"]:
         last[record["stage"]] = record
-    return [(name, r["seconds"] / 60.0, r.get("finished_utc", ""), r.get("note", ""))
+    return [(name, r["seconds"] / 60.0, r.get("finished_utc", ""),
+             "; ".join(x for x in (r.get("machine", ""), r.get("note", "")) if x))
             for name, r in last.items()]
 
 
@@ -239,7 +275,7 @@ def markdown(results):
     stages = stage_rows(results)
     if stages:
         lines += ["", "Wall time of each stage that ran (`stages.json`):", "",
-                  "| stage | minutes | finished (UTC) | note |", "| --- | --- | --- | --- |"]
+                  "| stage | minutes | finished (UTC) | machine, note |", "| --- | --- | --- | --- |"]
         lines += [f"| {name} | {minutes:.1f} | {when} | {note} |"
                   for name, minutes, when, note in stages]
     return "\n".join(lines + ["", END])
@@ -304,10 +340,11 @@ def figures(results, root, output_dir):
     for figure, experiment in (("robust_vs_standard.png", "reconstructions"),
                                ("noise.png", "invariance")):
         parts = [panel(n, experiment) for n in PAIRS[0]]
-        if any(parts):
+        # Half a pair would replace the committed figure with less than it showed.
+        if all(parts):
             save(render.stack(parts), figure, max_width=640)
     parts = [panel(PAIRS[0][0], "misclassified"), panel(PAIRS[0][0], "adversarial")]
-    if any(parts):
+    if all(parts):
         save(render.stack(parts), "wrong_logits.png", max_width=700)
     factors = factor_rows(results)
     if factors:
@@ -320,8 +357,12 @@ def figures(results, root, output_dir):
     return written
 
 
-def write(root, page, figure_dir):
-    """Loads the outputs under `root`, updates `page` and writes the figures; returns them."""
-    results = load(root)
-    update_page(page, markdown(results))
+def write(root, page, figure_dir, ledger=None):
+    """Merges the outputs under `root` into `ledger`, updates `page` and writes the figures
+    (a figure whose source images are not under `root` is left as it is); returns the
+    figures written."""
+    results = load(root, ledger)
+    update_page(page, markdown(results))   # refuses a malformed page before any write
+    if ledger:
+        files.write_atomic(ledger, json.dumps(measurements(results), indent=1, sort_keys=True))
     return figures(results, root, figure_dir)

@@ -10,6 +10,7 @@ wall time of each stage that ran is appended to `<root>/stages.json`.
 import dataclasses
 import json
 import os
+import platform
 import shlex
 import subprocess
 import sys
@@ -22,6 +23,8 @@ DNB_CONFIG = "logit_inversion/configs/dosovitskiy_brox.py"
 # Same recipe as the shipped savedmodels/shapes_cnn (its metadata.json), one thing changed.
 SHAPES_CLASSIFIER = ["--dataset=shapes", "--epochs=8"]
 VARIANTS = {"shapes_wide": ["--width=64"], "shapes_adam": ["--optimizer=adam"]}
+# Inverters shipped in savedmodels/ (their export is committed).
+SHIPPED = ("cifar10_standard", "cifar10_robust")
 
 
 @dataclasses.dataclass
@@ -67,6 +70,12 @@ def stages(root="runs/reproduce", data_dir="../shared/data/tfds", python=None):
             [[python, "bin/train", *flags, f"--config.classifier={classifier}",
               f"--workdir={workdir}"]],
             [os.path.join(workdir, "metrics.json")]))
+        model = workdir
+        if name in SHIPPED:
+            # What is shipped is what is evaluated: the export, not the workdir it came
+            # from, so a fresh checkout measures it without retraining.
+            model = os.path.join("savedmodels", f"inverter_{name}")
+            out.append(_export_stage(name, workdir, model, root, python))
         out.append(Stage(
             f"dnb_{name}", f"Dosovitskiy & Brox decoder of {classifier}",
             [[python, "bin/train", f"--config={DNB_CONFIG}", *dataset,
@@ -75,28 +84,27 @@ def stages(root="runs/reproduce", data_dir="../shared/data/tfds", python=None):
         evaluation = os.path.join(root, "evaluation", name)
         out.append(Stage(
             f"evaluate_{name}", f"{name} next to both baselines, 1,000 test images",
-            [[python, "bin/evaluate", f"--model={workdir}", "--model=optimize:steps=100",
+            [[python, "bin/evaluate", f"--model={model}", "--model=optimize:steps=100",
               f"--model={dnb}", *eval_data, "--num_images=1000", f"--output={evaluation}"]],
             [os.path.join(evaluation, "metrics.json")]))
         analysis = os.path.join(root, "analysis", name)
         out.append(Stage(
             f"analyze_{name}", f"every bin/analyze experiment on {name}",
-            [[python, "bin/analyze", f"--model={workdir}", "--experiment=all",
+            [[python, "bin/analyze", f"--model={model}", *eval_data, "--experiment=all",
               f"--output_dir={analysis}"]],
             [os.path.join(analysis, "index.html")]))
-    out += _hinge_stages(root, data_dir, python)
-    for name in ("cifar10_standard", "cifar10_robust"):
-        export = os.path.join("savedmodels", f"inverter_{name}")
-        workdir = os.path.join(root, "inverters", name)
-        export_command = [python, "bin/export", f"--workdir={workdir}", f"--output={export}"]
-        out.append(Stage(
-            f"export_{name}", f"ship the {name} inverter",
-            [export_command,
-             [python, "-m", "logit_inversion.reproduction.ship", f"--workdir={workdir}",
-              f"--output={export}", f"--root={root}", f"--stage=invert_{name}",
-              f"--export_command={shlex.join(export_command)}"]],
-            [os.path.join(export, "1", "saved_model.pb"), os.path.join(export, "metadata.json")]))
-    return out
+    return out + _hinge_stages(root, data_dir, python)
+
+
+def _export_stage(name, workdir, export, root, python):
+    export_command = [python, "bin/export", f"--workdir={workdir}", f"--output={export}"]
+    return Stage(
+        f"export_{name}", f"ship the {name} inverter",
+        [export_command,
+         [python, "-m", "logit_inversion.reproduction.ship", f"--workdir={workdir}",
+          f"--output={export}", f"--root={root}", f"--stage=invert_{name}",
+          f"--export_command={shlex.join(export_command)}"]],
+        [os.path.join(export, "1", "saved_model.pb"), os.path.join(export, "metadata.json")])
 
 
 def _hinge_stages(root, data_dir, python):
@@ -173,10 +181,23 @@ def run(all_stages, root, dry_run=False, log=print):
                                    f"{shlex.join(command)}; rerun to resume it")
         record = {"stage": stage.name, "status": "ran", "seconds": round(time.time() - start, 1),
                   "commands": [shlex.join(c) for c in stage.commands],
-                  "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+                  "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+                  "machine": machine()}
         records.append(record)
         _append_record(root, record)
     return records
+
+
+def machine():
+    """"<cores> × <CPU model>": stage times are only comparable on the same kind of machine."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{os.cpu_count()} × {model}"
 
 
 def _append_record(root, record):
