@@ -96,6 +96,20 @@ def test_close_robust_and_standard_are_within_noise(tmp_path):
     assert _rows(root, "Identification above chance")[0][3].startswith("weakly agrees")
 
 
+def test_variants_are_judged_against_the_standard_shapes_inverter(root):
+    rows = {r[2].split(" ")[0]: r for r in _rows(root, "Architecture and optimizer matter")}
+    assert rows["shapes_wide"][3] == report.NOT_RUN
+    _evaluation(root, "shapes_wide", 0.25, 0.05)      # 0.25 vs 0.11: far beyond 2 s.e.
+    _evaluation(root, "shapes_adam", 0.12, 0.02)      # 0.12 vs 0.11: noise
+    _analysis(root, "shapes_wide", 0.04, 0.1)
+    rows = {r[2].split(" ")[0]: r for r in _rows(root, "Architecture and optimizer matter")}
+    assert rows["shapes_wide"][3] == "agrees"
+    assert "ident. L2 0.250 vs 0.110" in rows["shapes_wide"][2]
+    assert "changed most: shape_hue 0.10 vs 0.50" in rows["shapes_wide"][2]
+    assert rows["shapes_adam"][3] == "within noise"
+    assert "changed most" not in rows["shapes_adam"][2]   # no factors analysis of it
+
+
 def test_page_keeps_the_prose_and_figures_are_written(root, tmp_path):
     page = str(tmp_path / "results.md")
     with open(page, "w") as f:
