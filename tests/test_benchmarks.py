@@ -80,6 +80,15 @@ def test_step_count_adds_up_and_follows_the_step(tiny_config):
     assert counted["params"]["G"] == sum(
         int(tf.size(w)) for w in inverter.generator.trainable_weights)
 
+    # Hinge only: Φ(fakes) runs for the logged agreement alone, every 4th step here.
+    tiny_config.consistency_weight = 0.0
+    tiny_config.train_agreement_every = 4
+    hinge = training.build_inverter(tiny_config)
+    training.compile_inverter(hinge, tiny_config)
+    counted = flops.count_inverter(hinge, tiny_config)
+    assert counted["phi"]["images_forward_per_step"] == 4 + 4 / 4
+    assert counted["phi"]["images_backward_per_step"] == 0
+
 
 @pytest.mark.slow
 def test_step_count_is_affine_in_the_batch(tiny_config):

@@ -133,3 +133,28 @@ def test_held_out_evaluation_repeats_and_reports_every_tracker(inverter):
     assert first == inverter.evaluate(dataset, verbose=0, return_dict=True)
     # Per-example means: agreement over 10 images is a multiple of 1/10.
     assert round(first["agreement"] * 10, 4) == round(first["agreement"] * 10)
+
+
+@pytest.mark.parametrize("consistency_weight, every, counted", [
+    (0.0, 3, 2),   # hinge only: Φ(fakes) is run at steps 0 and 3 of 0…5
+    (0.0, 1, 6),
+    (0.5, 3, 6),   # the consistency loss runs Φ(fakes) anyway: every step is measured
+])
+def test_training_agreement_is_sampled_only_when_no_loss_needs_it(
+        tiny_config, consistency_weight, every, counted):
+    tiny_config.consistency_weight = consistency_weight
+    tiny_config.train_agreement_every = every
+    inv = training.build_inverter(tiny_config)
+    training.compile_inverter(inv, tiny_config)
+    step = tf.function(inv.train_step)
+    for i in range(6):
+        logs = step(_batch(seed=i))
+    assert float(inv.trackers["agreement"].count) == counted
+    assert float(inv.trackers["d_loss"].count) == 6
+    assert 0.0 <= float(logs["agreement"]) <= 1.0
+
+
+def test_agreement_every_must_be_a_positive_integer(tiny_config):
+    tiny_config.train_agreement_every = 0
+    with pytest.raises(ValueError, match="agreement_every=0"):
+        training.build_inverter(tiny_config)

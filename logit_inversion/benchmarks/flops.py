@@ -260,8 +260,20 @@ def step_counts(inverter, batch_size, d_steps, step=None):
     counts = graph_flops(graph, scopes)
     ema = counts.pop("G_ema")   # the EMA update is elementwise work on G's weights
     counts["G"] = {k: counts["G"][k] + ema[k] for k in counts["G"]}
-    images = classifier_images(graph, inverter.classifier.name)
-    return counts, images
+    forward, backward = classifier_images(graph, inverter.classifier.name)
+    return counts, (forward + sampled_agreement_images(inverter, batch_size), backward)
+
+
+def sampled_agreement_images(inverter, batch_size):
+    """Images per step through Φ for the training agreement when it is sampled every
+    `agreement_every` steps: that call sits in a `tf.cond` branch, which the graph walk of
+    `classifier_images` does not enter, so it is added here at its average rate."""
+    every = getattr(inverter, "agreement_every", 1)
+    conditioned_elsewhere = hasattr(inverter.classifier, "logits")
+    if every == 1 or (inverter.consistency_weight and not conditioned_elsewhere):
+        return 0
+    # Another layer's inverter measures agreement on the logits of the images and fakes.
+    return (2 if conditioned_elsewhere else 1) * batch_size / every
 
 
 def _affine(at_1, at_2, b1, b2, b):
@@ -351,7 +363,7 @@ def count_inverter(inverter, config, trace_batches=None, published=None, step=No
         "params": params,
         "phi": {"forward_flops_per_image": int(phi_fwd),
                 "backward_flops_per_image": int(phi_bwd),
-                "images_forward_per_step": int(images_fwd),
+                "images_forward_per_step": round(images_fwd, 1),
                 "images_backward_per_step": int(images_bwd), "source": phi_source},
         "traced_at": list(trace_batches),
         "method": "TF profiler float-op registry on the traced train_step (G, D, other); "

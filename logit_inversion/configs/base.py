@@ -69,6 +69,9 @@ def get_base_config():
     c.consistency_weight = 0.0
     c.consistency_temperature = 1.0
     c.pixel_weight = 0.0
+    # The training log's agreement needs Φ on the fakes; when no loss does (the hinge
+    # objective, D&B), that forward pass is taken only every this many generator steps.
+    c.train_agreement_every = 10
 
     # Runtime.
     c.mixed_precision = False     # True → "mixed_bfloat16" (TPU)

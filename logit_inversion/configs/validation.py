@@ -142,6 +142,7 @@ KEYS = {
     "consistency_weight": number(0),
     "consistency_temperature": number(0, low_open=True),
     "pixel_weight": number(0),
+    "train_agreement_every": integer(1),
     "mixed_precision": boolean(),
     "jit_compile": boolean(),
     "steps_per_execution": integer(1),

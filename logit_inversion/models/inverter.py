@@ -81,13 +81,17 @@ class LogitInverter(keras.Model):
     def __init__(self, classifier, generator, discriminator, d_steps=2, ema_decay=0.999,
                  ema_start=0, consistency_weight=0.0, pixel_weight=0.0,
                  consistency_temperature=1.0, seed=0, deterministic=False, feature_weight=0.0,
-                 feature_extractor=None, **kwargs):
+                 feature_extractor=None, agreement_every=1, **kwargs):
         super().__init__(**kwargs)
         if feature_weight and feature_extractor is None:
             raise ValueError("feature_weight > 0 needs a feature_extractor. Received: "
                              f"feature_weight={feature_weight}, feature_extractor=None")
         if d_steps < 1:
             raise ValueError(f"d_steps must be ≥ 1. Received: d_steps={d_steps}")
+        if (isinstance(agreement_every, bool) or not isinstance(agreement_every, numbers.Integral)
+                or agreement_every < 1):
+            raise ValueError(f"agreement_every must be an integer ≥ 1. "
+                             f"Received: agreement_every={agreement_every!r}")
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
             raise ValueError(f"seed must be an integer. Received: seed={seed!r}")
         self.classifier = classifier
@@ -106,6 +110,7 @@ class LogitInverter(keras.Model):
         self.deterministic = bool(deterministic)
         self.feature_weight = feature_weight
         self.feature_extractor = feature_extractor
+        self.agreement_every = int(agreement_every)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in
                          ("d_loss", "g_loss", "d_real", "d_fake", "agreement")}
 
@@ -231,8 +236,9 @@ class LogitInverter(keras.Model):
             g_loss = losses.generator_hinge_loss(
                 self.discriminator(fakes, logits, training=True))
             total = g_loss
-            fake_logits = self.classifier(fakes)
+            fake_logits = None
             if self.consistency_weight:
+                fake_logits = self.classifier(fakes)
                 total += self.consistency_weight * losses.logit_consistency_loss(
                     fake_logits, logits, self.consistency_temperature)
             if self.pixel_weight:
@@ -244,9 +250,28 @@ class LogitInverter(keras.Model):
             scaled = total / _num_replicas()
         variables = self.generator.trainable_variables
         self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-        if hasattr(self.classifier, "logits"):   # conditioned on another layer
-            return g_loss, metrics.top1_agreement(*self.classifier_logits(images, fakes))
-        return g_loss, metrics.top1_agreement(logits, fake_logits)
+        return g_loss, fakes, fake_logits
+
+    def _training_agreement(self, images, logits, fakes, fake_logits, step):
+        """(top-1 agreement of this step's fakes, its weight in the running mean).
+
+        Free when a loss already ran Φ on the fakes. Otherwise (the paper's hinge objective,
+        D&B, a non-logit conditioning) it costs a Φ forward pass that no gradient needs,
+        so it is measured only every `agreement_every` generator steps (weight 0 between).
+        """
+        if fake_logits is not None and not hasattr(self.classifier, "logits"):
+            return metrics.top1_agreement(logits, fake_logits), 1.0
+
+        def measure():
+            if hasattr(self.classifier, "logits"):   # conditioned on another layer
+                return metrics.top1_agreement(*self.classifier_logits(images, fakes))
+            return metrics.top1_agreement(logits, self.classifier(fakes))
+
+        if self.agreement_every == 1:
+            return measure(), 1.0
+        due = ops.equal(step % self.agreement_every, 0)
+        value = tf.cond(due, measure, lambda: tf.constant(0.0))
+        return value, ops.cast(due, "float32")
 
     def classifier_logits(self, *images):
         """Φ's logits of each image batch: the conditioning vectors, unless the classifier
@@ -268,9 +293,11 @@ class LogitInverter(keras.Model):
             d_loss, real, fake = self._discriminator_step(x, z, noise)
         x, z = image_chunks[0], logit_chunks[0]
         noise = self._noise(ops.shape(x)[0], _GENERATOR_STREAM, step)
-        g_loss, agreement = self._generator_step(x, z, noise)
+        g_loss, fakes, fake_logits = self._generator_step(x, z, noise)
+        agreement, weight = self._training_agreement(x, z, fakes, fake_logits, step)
         self._update_ema()
-        for name, value in (("d_loss", d_loss), ("g_loss", g_loss), ("agreement", agreement),
+        self.trackers["agreement"].update_state(agreement, sample_weight=weight)
+        for name, value in (("d_loss", d_loss), ("g_loss", g_loss),
                             ("d_real", ops.mean(real)), ("d_fake", ops.mean(fake))):
             self.trackers[name].update_state(value)
         return {name: t.result() for name, t in self.trackers.items()}
@@ -394,4 +421,5 @@ class LogitInverter(keras.Model):
                 "ema_start": self.ema_start, "consistency_weight": self.consistency_weight,
                 "pixel_weight": self.pixel_weight,
                 "consistency_temperature": self.consistency_temperature, "seed": self.seed,
-                "deterministic": self.deterministic, "feature_weight": self.feature_weight}
+                "deterministic": self.deterministic, "feature_weight": self.feature_weight,
+                "agreement_every": self.agreement_every}

@@ -58,7 +58,8 @@ def build_inverter(config):
         pixel_weight=config.pixel_weight, seed=config.seed,
         deterministic=config.get("deterministic", False),
         feature_weight=config.get("feature_weight", 0.0),
-        feature_extractor=_feature_extractor(config))
+        feature_extractor=_feature_extractor(config),
+        agreement_every=config.get("train_agreement_every", 1))
     inverter.build_all()
     return inverter
 
