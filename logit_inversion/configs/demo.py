@@ -30,8 +30,8 @@ def get_config():
     c.dataset = "shapes"
     c.classifier = "shapes"
     c.num_steps = 1000
-    # 20 steps per call: the same weights bit for bit (2026-12-01, 400 steps: equal sha256),
-    # fewer host round trips, and it removed a ~50 s wait at the end of `fit` (the training
-    # iterator's teardown) that every run with 1 step per call paid (README "Benchmarks").
+    # 20 steps per call: the same weights bit for bit (2026-12-01, 400 steps: equal sha256)
+    # with fewer host round trips. With 1 step per call, 2 of 4 runs that day waited 40-54 s
+    # at the end of `fit`, in the training iterator's teardown (README "Benchmarks").
     c.steps_per_execution = 20
     return c
