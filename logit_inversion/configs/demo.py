@@ -31,7 +31,7 @@ def get_config():
     c.classifier = "shapes"
     c.num_steps = 1000
     # 20 steps per call: the same weights bit for bit (2026-12-01, 400 steps: equal sha256)
-    # with fewer host round trips. With 1 step per call, 2 of 4 runs that day waited 40-54 s
-    # at the end of `fit`, in the training iterator's teardown (README "Benchmarks").
+    # with fewer host round trips. With 1 step per call, 2 of 3 `bin/train` runs that day waited
+    # 40-54 s at the end of `fit`, in the training iterator's teardown (README "Benchmarks").
     c.steps_per_execution = 20
     return c
