@@ -48,6 +48,7 @@ def tiny_config(classifier, data_dir, **overrides):
     c.batch_size = 8
     c.num_steps = 4
     c.checkpoint_every = 2
+    c.steps_per_execution = 1   # a test that wants more sets it
     c.eval_examples = 16
     c.num_images = 4
     c.ema_start = 0

@@ -21,7 +21,7 @@ def shapes_120(tmp_path_factory):
 def _overrides(classifier, data_dir):
     return {"classifier": classifier, "data_dir": data_dir, "model.ch": 4,
             "model.noise_dim": 16, "model.embed_dim": 8, "batch_size": 8, "ema_start": 0,
-            "preflight.enabled": False}
+            "preflight.enabled": False, "steps_per_execution": 1}
 
 
 def test_candidate_stops_at_first_probe_meeting_targets(tiny_classifier_path, shapes_120,
