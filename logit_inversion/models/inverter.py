@@ -311,24 +311,32 @@ class LogitInverter(keras.Model):
         the batches split (an empty replica batch counts nothing).
         """
         images = data["image"] if isinstance(data, dict) else data
-        logits = self.classifier(images)
-        # Counter: the images this replica has scored since the metrics were reset, so each
-        # image gets its own noise and every `evaluate()` draws the same.
-        scored = self.trackers["agreement"].count
-        noise = self._noise(ops.shape(images)[0], _EVAL_STREAM, ops.convert_to_tensor(scored))
-        reconstructions = self.generate(logits, noise)
-        if hasattr(self.classifier, "logits"):   # conditioned on another layer
-            matches = metrics.top1_matches(*self.classifier_logits(images, reconstructions))
-        else:
-            matches = metrics.top1_matches(logits, self.classifier(reconstructions))
-        scores = self.discriminator(ops.concatenate([images, reconstructions], 0),
-                                    ops.concatenate([logits, logits], 0), training=False)
-        real, fake = ops.split(scores, 2)
-        # Per-example terms whose means are the hinge losses of `losses`.
-        for name, value in (("agreement", matches), ("d_real", real), ("d_fake", fake),
-                            ("d_loss", ops.relu(1.0 - real) + ops.relu(1.0 + fake)),
-                            ("g_loss", -fake)):
-            self.trackers[name].update_state(value)
+
+        def score():
+            logits = self.classifier(images)
+            # Counter: the images this replica has scored since the metrics were reset, so each
+            # image gets its own noise and every `evaluate()` draws the same.
+            scored = self.trackers["agreement"].count
+            noise = self._noise(ops.shape(images)[0], _EVAL_STREAM, ops.convert_to_tensor(scored))
+            reconstructions = self.generate(logits, noise)
+            if hasattr(self.classifier, "logits"):   # conditioned on another layer
+                matches = metrics.top1_matches(*self.classifier_logits(images, reconstructions))
+            else:
+                matches = metrics.top1_matches(logits, self.classifier(reconstructions))
+            scores = self.discriminator(ops.concatenate([images, reconstructions], 0),
+                                        ops.concatenate([logits, logits], 0), training=False)
+            real, fake = ops.split(scores, 2)
+            # Per-example terms whose means are the hinge losses of `losses`.
+            for name, value in (("agreement", matches), ("d_real", real), ("d_fake", fake),
+                                ("d_loss", ops.relu(1.0 - real) + ops.relu(1.0 + fake)),
+                                ("g_loss", -fake)):
+                self.trackers[name].update_state(value)
+            return tf.constant(0)
+
+        # An empty replica batch is skipped, not scored: it would add nothing, and with
+        # oneDNN (TF's default on recent Intel CPUs) a convolution of an empty batch comes
+        # back with its input's channel count, which breaks the layer after it.
+        tf.cond(ops.shape(images)[0] > 0, score, lambda: tf.constant(0))
         return {name: t.result() for name, t in self.trackers.items()}
 
     # ---- standing statistics --------------------------------------------------------
