@@ -209,7 +209,7 @@ class ServingFunctions:
         return {"reconstructions_bytes": png, "logits": logits}
 
     def classify(self, images):
-        return {"logits": self.classifier(self._model_images(images, "images"))}
+        return {"logits": self._classify(self._model_images(images, "images"))}
 
     def classify_float(self, images):
         r = self.resolution
@@ -220,7 +220,7 @@ class ServingFunctions:
             "Received shape:",
             tf.shape(images),
         )
-        return {"logits": self.classifier(tf.ensure_shape(images, [None, r, r, 3]))}
+        return {"logits": self._classify(tf.ensure_shape(images, [None, r, r, 3]))}
 
     def generate(self, logits, noise):
         logits = _checked(
@@ -249,13 +249,24 @@ class ServingFunctions:
         noise = _finite_rows(noise, "noise")
         logits = tf.ensure_shape(logits, [None, self.num_classes])
         noise = tf.ensure_shape(noise, [None, self.noise_dim])
-        return {"images": to_uint8(self.generator(logits, noise, training=False))}
+        return {"images": to_uint8(self._generate(logits, noise))}
 
     def _reconstruct(self, images, seed):
         """G(Φ(x), z) for model images `x` in [-1, 1]; returns (reconstructions, logits, noise)."""
-        logits = self.classifier(images)
+        logits = self._classify(images)
         noise = noise_from_seeds(self._seeds(seed, tf.shape(images)[0]), self.noise_dim)
-        return self.generator(logits, noise, training=False), logits, noise
+        return self._generate(logits, noise), logits, noise
+
+    # With oneDNN (TF's default on recent Intel CPUs) a convolution of an empty batch comes
+    # back with its input's channel count, which breaks the next layer; an empty request
+    # runs the networks on one zero row instead and returns none of it.
+    def _classify(self, images):
+        padded, n = _at_least_one_row(images)
+        return self.classifier(padded)[:n]
+
+    def _generate(self, logits, noise):
+        (logits, n), (noise, _) = _at_least_one_row(logits), _at_least_one_row(noise)
+        return self.generator(logits, noise, training=False)[:n]
 
     def _seeds(self, seed, batch_size):
         """One seed per image: a scalar seed is shared by the whole batch."""
@@ -315,6 +326,13 @@ class ServingFunctions:
     def _crop_and_resize(self, images):
         """The training pipeline's central square crop and resize, for a batch."""
         return pipeline.center_crop_and_resize(images, self.resolution)
+
+
+def _at_least_one_row(x):
+    """(`x`, its batch size), with `x` replaced by one zero row when it has none."""
+    n = tf.shape(x)[0]
+    row = tf.zeros(tf.concat([[1], tf.shape(x)[1:]], 0), x.dtype)
+    return tf.cond(n > 0, lambda: x, lambda: row), n
 
 
 def noise_from_seeds(seeds, noise_dim):
