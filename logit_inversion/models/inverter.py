@@ -336,7 +336,7 @@ class LogitInverter(keras.Model):
         # An empty replica batch is skipped, not scored: it would add nothing, and with
         # oneDNN (TF's default on recent Intel CPUs) a convolution of an empty batch comes
         # back with its input's channel count, which breaks the layer after it.
-        tf.cond(ops.shape(images)[0] > 0, score, lambda: tf.constant(0))
+        tf.cond(tf.shape(images)[0] > 0, score, lambda: tf.constant(0))
         return {name: t.result() for name, t in self.trackers.items()}
 
     # ---- standing statistics --------------------------------------------------------
