@@ -342,8 +342,9 @@ def figures(results, root, output_dir):
     names = [n for n in INVERTERS if methods[n][0] is not None]
 
     def series(metric):
-        return {label: [np.nan if methods[n][index] is None else methods[n][index][metric]
-                        for n in names]
+        # A negative SSIM (optimization on shapes_robust) is drawn as 0; the table has it.
+        return {label: [np.nan if methods[n][index] is None
+                        else max(methods[n][index][metric], 0.0) for n in names]
                 for index, label in enumerate(("ours", "optimization", "D&B"))}
 
     if names:
