@@ -60,11 +60,11 @@ def load(root, ledger=None):
         out["analysis"][name] = {
             e: (_summary_only(_read(os.path.join(root, "analysis", name, f"{e}.json")))
                 or old.get(e)) for e in EXPERIMENTS}
-    stages = list(recorded.get("stages", []))
-    seen = {(r["stage"], r.get("finished_utc")) for r in stages}
-    stages += [r for r in _read(os.path.join(root, "stages.json")) or []
-               if (r["stage"], r.get("finished_utc")) not in seen]
-    out["stages"] = stages
+    # One record per run of a stage; the root's copy of a run wins over the recorded one.
+    stages = {(r["stage"], r.get("finished_utc")): r for r in recorded.get("stages", [])}
+    stages.update({(r["stage"], r.get("finished_utc")): r
+                   for r in _read(os.path.join(root, "stages.json")) or []})
+    out["stages"] = list(stages.values())
     return out
 
 
