@@ -269,11 +269,10 @@ def sampled_agreement_images(inverter, batch_size):
     `agreement_every` steps: that call sits in a `tf.cond` branch, which the graph walk of
     `classifier_images` does not enter, so it is added here at its average rate."""
     every = getattr(inverter, "agreement_every", 1)
-    conditioned_elsewhere = hasattr(inverter.classifier, "logits")
-    if every == 1 or (inverter.consistency_weight and not conditioned_elsewhere):
+    if every == 1 or not inverter.agreement_needs_own_pass:
         return 0
     # Another layer's inverter measures agreement on the logits of the images and fakes.
-    return (2 if conditioned_elsewhere else 1) * batch_size / every
+    return (2 if hasattr(inverter.classifier, "logits") else 1) * batch_size / every
 
 
 def _affine(at_1, at_2, b1, b2, b):

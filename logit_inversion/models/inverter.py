@@ -252,6 +252,12 @@ class LogitInverter(keras.Model):
         self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         return g_loss, fakes, fake_logits
 
+    @property
+    def agreement_needs_own_pass(self):
+        """True when no loss runs Φ on the fakes' logits, so the training agreement needs a
+        Φ pass of its own (the hinge objective, D&B, a non-logit conditioning)."""
+        return not self.consistency_weight or hasattr(self.classifier, "logits")
+
     def _training_agreement(self, images, logits, fakes, fake_logits, step):
         """(top-1 agreement of this step's fakes, its weight in the running mean).
 
@@ -259,7 +265,7 @@ class LogitInverter(keras.Model):
         D&B, a non-logit conditioning) it costs a Φ forward pass that no gradient needs,
         so it is measured only every `agreement_every` generator steps (weight 0 between).
         """
-        if fake_logits is not None and not hasattr(self.classifier, "logits"):
+        if not self.agreement_needs_own_pass:
             return metrics.top1_agreement(logits, fake_logits), 1.0
 
         def measure():
