@@ -68,20 +68,28 @@ def test_unknown_reference_commit_is_refused_before_anything_is_written(tmp_path
     assert not os.path.exists(tmp_path / "q")
 
 
-def test_compare_grids_puts_both_sides_under_the_same_originals(tmp_path):
+def _grids(tmp_path, steps, originals_seed=0):
     import numpy as np
-    from PIL import Image
-    rng = np.random.default_rng(0)
+    originals = np.random.default_rng(originals_seed).uniform(-1, 1, (4, 8, 8, 3))
+    rng = np.random.default_rng(1)
     paths = []
-    for name, step in (("reference", 3000), ("candidate", 1000)):
+    for name, step in steps:
         path = str(tmp_path / f"{name}.npz")
-        np.savez(path, originals=rng.uniform(-1, 1, (4, 8, 8, 3)),
-                 reconstructions=rng.uniform(-1, 1, (4, 8, 8, 3)),
+        np.savez(path, originals=originals, reconstructions=rng.uniform(-1, 1, (4, 8, 8, 3)),
                  labels=np.arange(4), step=step)
         paths.append(path)
+    return paths
+
+
+def test_compare_grids_puts_every_side_under_the_same_originals(tmp_path):
+    import numpy as np
+    from PIL import Image
+    paths = _grids(tmp_path, (("reference", 3000), ("candidate", 1000), ("other", 500)))
     one_side = str(tmp_path / "one.png")
-    quality.compare_grids(paths[0], paths[0], one_side)
-    quality.compare_grids(*paths, str(tmp_path / "compare.png"))
+    quality.compare_grids([paths[0], paths[0]], one_side, labels=("reference", "candidate"))
+    quality.compare_grids(paths[:2], str(tmp_path / "compare.png"),
+                          labels=("reference", "candidate"))
+    quality.compare_grids(paths, str(tmp_path / "three.png"))
     with Image.open(tmp_path / "compare.png") as image:
         # 3 rows of 4 tiles, 16 px each (8 px at scale 2), with captions and labels.
         assert image.height >= 3 * 16 and image.width >= 4 * 16
@@ -90,3 +98,16 @@ def test_compare_grids_puts_both_sides_under_the_same_originals(tmp_path):
         # The candidate row differs from the reference row, so the pictures differ.
         assert image.size == (compare.shape[1], compare.shape[0])
         assert not np.array_equal(np.asarray(image.convert("RGB")), compare)
+    with Image.open(tmp_path / "three.png") as image:
+        assert image.height > compare.shape[0]   # one more row
+
+
+def test_compare_grids_refuses_other_originals_and_mismatched_labels(tmp_path):
+    paths = _grids(tmp_path, (("a", 1), ("b", 2)))
+    other = _grids(tmp_path / "..", (("c", 3),), originals_seed=5)
+    out = tmp_path / "never.png"
+    with pytest.raises(ValueError, match="other originals"):
+        quality.compare_grids([paths[0], other[0]], str(out))
+    with pytest.raises(ValueError, match="one label per grid"):
+        quality.compare_grids(paths, str(out), labels=("only one",))
+    assert not out.exists()

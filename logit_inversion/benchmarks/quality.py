@@ -69,13 +69,25 @@ def _render(npz_path, png_path):
                                                labels, labels), png_path)
 
 
-def compare_grids(reference_npz, candidate_npz, png_path, labels=("reference", "candidate")):
-    """One PNG of the same originals above each side's reconstructions at its last probe:
-    the by-eye check, at equal images and noise."""
+def compare_grids(npz_paths, png_path, labels=None):
+    """One PNG of the same originals above each grid's reconstructions, one row per path:
+    the by-eye check, at equal images and noise. `labels` names the rows (default: the
+    file stems). Raises ValueError, before writing, when the grids' originals differ."""
     import numpy as np
     from logit_inversion import visualize
     from logit_inversion.analysis import render
-    sides = [np.load(reference_npz), np.load(candidate_npz)]
+    if len(npz_paths) < 1:
+        raise ValueError(f"compare_grids needs at least one grid. Received: npz_paths={npz_paths}")
+    labels = list(labels) if labels is not None else [
+        os.path.splitext(os.path.basename(path))[0] for path in npz_paths]
+    if len(labels) != len(npz_paths):
+        raise ValueError(f"compare_grids needs one label per grid; got {len(labels)} labels for "
+                         f"{len(npz_paths)} grids. Received: labels={labels}")
+    sides = [np.load(path) for path in npz_paths]
+    for path, side in zip(npz_paths[1:], sides[1:]):
+        if not np.array_equal(side["originals"], sides[0]["originals"]):
+            raise ValueError(f"{path} shows other originals than {npz_paths[0]}; rows are "
+                             f"comparable only under the same images. Received: {path}")
 
     def row(images, captions=None):
         return [render.Cell(render.to_pil(image, scale=2), caption=caption)
@@ -180,8 +192,9 @@ def run(args=None):
                            "curve": records}
     _render(os.path.join(out, "candidate_grid.npz"), os.path.join(out, "candidate.png"))
     if "reference" in result:
-        compare_grids(os.path.join(out, "reference_grid.npz"),
-                      os.path.join(out, "candidate_grid.npz"), os.path.join(out, "compare.png"))
+        compare_grids([os.path.join(out, "reference_grid.npz"),
+                       os.path.join(out, "candidate_grid.npz")],
+                      os.path.join(out, "compare.png"), labels=("reference", "candidate"))
     if met and "reference" in result:
         result["speedup"] = round(result["reference"]["wall_seconds"]
                                   / result["candidate"]["wall_seconds"], 2)

@@ -16,6 +16,10 @@ pluses and squares are still blobs of the right colour (README "Benchmarks"). Tr
 same probe and not kept: a slower EMA (0.995: blurrier, agreement 0.88 at step 800) and
 learning rate 2e-3 for G and D (agreement stuck near 0.68 up to step 1,200). Batch 32 halves
 the cost of a step but learned far slower (2026-11-29: agreement 0.75 at step 600).
+Six more, judged by eye at step 1,000 against 3ceff00 at 3,000 (2026-12-01, README
+"Benchmarks", `docs/benchmarks/quality_recipes.png`): beta1 0.5; beta1 0.5 with beta2 0.99;
+consistency 0.1; D lr 2e-3; batch 32; batch 32 with beta1 0.5. None drew the reference's
+picture, so the recipe stays.
 
 Departures from the paper's recipe: the CPU recipe of `cpu_recipe.py` (its docstring gives
 the reasons).
