@@ -106,6 +106,16 @@ def test_eval_is_a_single_ordered_pass_without_remainder(data_dir):
     assert indices == _indices(_build(data_dir, training=False, seed=5))
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_autotuning_model_is_off_and_stays_off_under_later_options(data_dir, training):
+    # Its model thread can hold up the iterator's destruction for up to a minute (pipeline.py).
+    dataset = _build(data_dir, training=training)
+    assert dataset.options().autotune.enabled is False
+    later = tf.data.Options()
+    later.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    assert dataset.with_options(later).options().autotune.enabled is False
+
+
 def test_split_slices(data_dir):
     head = _indices(_build(data_dir, split="train[:50%]", training=False, batch_size=1))
     tail = _indices(_build(data_dir, split="train[50%:]", training=False, batch_size=1))

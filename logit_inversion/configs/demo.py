@@ -35,7 +35,7 @@ def get_config():
     c.classifier = "shapes"
     c.num_steps = 1000
     # 20 steps per call: the same weights bit for bit (2026-12-01, 400 steps: equal sha256)
-    # with fewer host round trips. With 1 step per call, 2 of 3 `bin/train` runs that day waited
-    # 40-54 s at the end of `fit`, in the training iterator's teardown (README "Benchmarks").
+    # with fewer host round trips. The 40-54 s wait at the end of `fit` seen that day with 1
+    # step per call was tf.data's autotuning thread, now off (data/pipeline.py).
     c.steps_per_execution = 20
     return c
