@@ -20,8 +20,8 @@ Six more, judged by eye at step 1,000 against 3ceff00 at 3,000 (2026-12-01, READ
 "Benchmarks", `docs/benchmarks/quality_recipes.png`): beta1 0.5; beta1 0.5 with beta2 0.99;
 consistency 0.1; D lr 2e-3; batch 32; batch 32 with beta1 0.5. None drew the reference's
 picture, so the recipe stays. The seed matters as much: 3ceff00 itself and this recipe with
-seeds 1 and 2 draw the reference's picture by about step 1,500, not 1,000
-(`docs/benchmarks/quality_seeds.png`).
+seed 1 draw the reference's picture by about step 1,500, not 1,000; with seed 2 the squares
+are still empty there (`docs/benchmarks/quality_seeds.png`).
 
 Departures from the paper's recipe: the CPU recipe of `cpu_recipe.py` (its docstring gives
 the reasons).
