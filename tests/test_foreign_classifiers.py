@@ -168,7 +168,8 @@ def test_bin_train_with_a_signature_only_classifier(signature_only, shapes_data_
          "--config.classifier_spec.signature=classify",
          "--config.classifier_spec.output_key=scores", f"--config.data_dir={shapes_data_dir}",
          "--config.model.ch=4", "--config.model.noise_dim=16", "--config.model.embed_dim=8",
-         "--config.batch_size=8", "--config.num_steps=2", "--config.checkpoint_every=2", "--config.steps_per_execution=1",
+         "--config.batch_size=8", "--config.num_steps=2", "--config.checkpoint_every=2",
+         "--config.steps_per_execution=1",
          "--config.eval_examples=8", "--config.num_images=4"],
         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]

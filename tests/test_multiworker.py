@@ -37,7 +37,8 @@ def _launch(workdir, classifier, data_dir, ports, logdir, attempt):
            f"--config.classifier={classifier}", f"--config.data_dir={data_dir}",
            "--config.model.ch=4", "--config.model.noise_dim=16", "--config.model.embed_dim=8",
            "--config.batch_size=8", "--config.d_steps=1", f"--config.num_steps={NUM_STEPS}",
-           "--config.checkpoint_every=2", "--config.keep_checkpoints=2", "--config.steps_per_execution=1",
+           "--config.checkpoint_every=2", "--config.keep_checkpoints=2",
+           "--config.steps_per_execution=1",
            "--config.eval_examples=16", "--config.num_images=4", "--config.ema_start=0",
            "--config.standing_stats_batches=2", "--config.preflight.enabled=False"]
     procs = []

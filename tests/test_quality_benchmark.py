@@ -104,7 +104,8 @@ def test_compare_grids_puts_every_side_under_the_same_originals(tmp_path):
 
 def test_compare_grids_refuses_other_originals_and_mismatched_labels(tmp_path):
     paths = _grids(tmp_path, (("a", 1), ("b", 2)))
-    other = _grids(tmp_path / "..", (("c", 3),), originals_seed=5)
+    (tmp_path / "other").mkdir()
+    other = _grids(tmp_path / "other", (("c", 3),), originals_seed=5)
     out = tmp_path / "never.png"
     with pytest.raises(ValueError, match="other originals"):
         quality.compare_grids([paths[0], other[0]], str(out))

@@ -113,7 +113,8 @@ def test_sigkill_then_rerun_resumes_at_saved_step(tiny_classifier_path, shapes_d
     cmd = [sys.executable, os.path.join(ROOT, "bin", "train"), f"--workdir={workdir}",
            f"--config.classifier={tiny_classifier_path}", f"--config.data_dir={shapes_data_dir}",
            "--config.model.ch=4", "--config.model.noise_dim=16", "--config.model.embed_dim=8",
-           "--config.batch_size=8", "--config.num_steps=4000", "--config.checkpoint_every=2", "--config.steps_per_execution=1",
+           "--config.batch_size=8", "--config.num_steps=4000", "--config.checkpoint_every=2",
+           "--config.steps_per_execution=1",
            "--config.eval_examples=16", "--config.num_images=4", "--config.keep_checkpoints=2",
            # The tiny classifier is random: the pre-flight check would rightly refuse it.
            "--config.preflight.enabled=False"]
