@@ -52,6 +52,8 @@ def tiny_config(classifier, data_dir, **overrides):
     c.eval_examples = 16
     c.num_images = 4
     c.ema_start = 0
+    # The same float32 numbers on every machine; tests of the bfloat16 rewrite turn it on.
+    c.cpu_bfloat16 = "off"
     # The tiny classifier is a fixed random net: it cannot pass the pre-flight accuracy check.
     c.preflight.enabled = False
     for key, value in overrides.items():

@@ -116,6 +116,18 @@ def test_train_benchmark_reports_documented_keys(tiny_config):
     assert "no_xla" in train.table(result)
 
 
+def test_bfloat16_variant_reports_both_peaks(tiny_config):
+    result = train.run(tiny_config, {"steps": 2, "warmup_steps": 1, "matmul_size": 256,
+                                     "matmul_repeats": 1, "variants": "no_xla,bfloat16",
+                                     "profile_steps": 0})
+    peaks, timing = result["matmul_peak_flops_per_second"], result["bfloat16"]
+    assert timing["fraction_of_matmul_peak"] == pytest.approx(
+        timing["flops_per_second"] / peaks["used"], rel=0.01)
+    assert timing["fraction_of_bfloat16_matmul_peak"] == pytest.approx(
+        timing["flops_per_second"] / peaks["bfloat16"], rel=0.01)
+    assert "bfloat16:" in train.table(result) and "× plain TF" in train.table(result)
+
+
 def test_bad_options_fail_with_one_line():
     with pytest.raises(ValueError, match="Received: variants='gpu'"):
         train.run(None, {"variants": "gpu"})

@@ -1,9 +1,10 @@
 """Train-step speed of any config, as a fraction of this machine's matmul peak.
 
-For each of plain TF and XLA (`jit_compile=True`) the same `LogitInverter.train_step` runs on
-an in-memory batch (data loading is excluded on purpose: compare with `benchmarks.data`) and
-reports images/s, achieved FLOP/s, the fraction of the machine's dense float32 matmul peak,
-and the process's peak RSS while that variant ran. FLOPs per step come from
+For each of plain TF, XLA (`jit_compile=True`) and plain TF under oneDNN's bfloat16 rewrite
+(`bfloat16`, `training/cpu_bfloat16.py`; for CPUs with AMX-BF16 or AVX512-BF16) the same
+`LogitInverter.train_step` runs on an in-memory batch (data loading is excluded on purpose: compare with `benchmarks.data`) and
+reports images/s, achieved FLOP/s, the fraction of the machine's dense float32 matmul peak
+(for `bfloat16` also of its bfloat16 matmul peak), and the process's peak RSS while that variant ran. FLOPs per step come from
 `benchmarks.flops` (the traced step). The matmul peak is measured in the same process, before
 and after the steps, so that a shared or throttled CPU affects both sides of the ratio; the
 better of the two is used. With `profile_steps > 0` the TF profiler records a few plain steps
@@ -25,14 +26,16 @@ import time
 import tensorflow as tf
 
 DEFAULTS = {"steps": 30, "warmup_steps": 3, "matmul_size": 4096, "matmul_repeats": 5,
-            "variants": "no_xla,xla", "profile_steps": 5, "profile_top": 12}
-VARIANTS = {"no_xla": False, "xla": True}
+            "variants": "no_xla,xla", "profile_steps": 5, "profile_top": 12,
+            "profile_variant": "no_xla"}
+# name → (jit_compile, under oneDNN's bfloat16 rewrite)
+VARIANTS = {"no_xla": (False, False), "xla": (True, False), "bfloat16": (False, True)}
 
 
-def matmul_peak(size=4096, repeats=5):
-    """Best FLOP/s of a `size`×`size` float32 matmul over `repeats` timed runs."""
-    a = tf.random.normal((size, size))
-    b = tf.random.normal((size, size))
+def matmul_peak(size=4096, repeats=5, dtype="float32"):
+    """Best FLOP/s of a `size`×`size` matmul in `dtype` over `repeats` timed runs."""
+    a = tf.cast(tf.random.normal((size, size)), dtype)
+    b = tf.cast(tf.random.normal((size, size)), dtype)
     product = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
     product(a, b).numpy()   # warm-up: thread pools, packing buffers
     best = float("inf")
@@ -119,13 +122,15 @@ def run(config=None, args=None):
     Args:
         config: an ml_collections config; its classifier must load offline.
         args: overrides of `DEFAULTS`: steps, warmup_steps, matmul_size, matmul_repeats,
-            variants ("no_xla,xla"), profile_steps (0 = no profile), profile_top.
+            variants ("no_xla,xla,bfloat16"), profile_steps (0 = no profile), profile_top,
+            profile_variant ("no_xla" or "bfloat16").
 
     Returns:
         {"config", "machine", "flops_per_step", "flops_per_step_by_network",
          "matmul_peak_flops_per_second", "no_xla"/"xla": {steps_per_second,
          images_per_second, flops_per_second, fraction_of_matmul_peak, peak_rss_mb,
-         first_step_seconds} (or {"error"}), "profile"}.
+         first_step_seconds} (or {"error"}), "bfloat16": the same and
+         fraction_of_bfloat16_matmul_peak, "profile"}.
     """
     from logit_inversion import training
     from logit_inversion.benchmarks import flops as flops_lib
@@ -142,6 +147,9 @@ def run(config=None, args=None):
     if bad or not variants:
         raise ValueError(f"variants must be a comma-separated subset of {', '.join(VARIANTS)}."
                          f" Received: variants={options['variants']!r}")
+    if options["profile_variant"] not in ("no_xla", "bfloat16"):
+        raise ValueError("profile_variant must be no_xla or bfloat16. Received: "
+                         f"profile_variant={options['profile_variant']!r}")
     config = config or demo.get_config()
     load_before = os.getloadavg()
     peak_before = matmul_peak(options["matmul_size"], options["matmul_repeats"])
@@ -149,8 +157,11 @@ def run(config=None, args=None):
     inverter = training.build_inverter(config)
     training.compile_inverter(inverter, config)
     # One trace of the plain step serves the FLOP count, its timing and the profile.
-    steps = {name: tf.function(inverter.train_step, jit_compile=VARIANTS[name])
-             for name in VARIANTS}
+    from logit_inversion.training import cpu_bfloat16
+    steps = {name: tf.function(inverter.train_step, jit_compile=jit)
+             for name, (jit, _) in VARIANTS.items()}
+    # The rewrite applies per call, to a separate instantiation of the same traced step.
+    steps["bfloat16"] = cpu_bfloat16.scoped(steps["no_xla"])
     counted = flops_lib.count_inverter(inverter, config, trace_batches=(config.batch_size,),
                                        step=steps["no_xla"])
     per_step = counted["flops"]["total"]
@@ -165,17 +176,21 @@ def run(config=None, args=None):
             timings[name] = {"error": f"{type(error).__name__}: {str(error).splitlines()[0]}"}
     peak_after = matmul_peak(options["matmul_size"], options["matmul_repeats"])
     peak = max(peak_before, peak_after)
-    for result in timings.values():
+    bf16_peak = (matmul_peak(options["matmul_size"], options["matmul_repeats"], "bfloat16")
+                 if "bfloat16" in variants else None)
+    for name, result in timings.items():
         if "steps_per_second" in result:
             rate = result["steps_per_second"]
             result.update({
                 "steps_per_second": round(rate, 3), "images_per_second": round(rate * batch, 1),
                 "flops_per_second": round(rate * per_step),
                 "fraction_of_matmul_peak": round(rate * per_step / peak, 4)})
+            if name == "bfloat16":
+                result["fraction_of_bfloat16_matmul_peak"] = round(rate * per_step / bf16_peak, 4)
     profile = []
     if options["profile_steps"]:
-        profile = profile_ops(steps["no_xla"], data, options["profile_steps"],
-                              options["profile_top"])
+        profile = profile_ops(steps[options["profile_variant"]], data,
+                              options["profile_steps"], options["profile_top"])
     return {
         "config": {"batch_size": config.batch_size, "d_steps": config.d_steps,
                    "global_batch": batch, "resolution": config.resolution,
@@ -189,9 +204,11 @@ def run(config=None, args=None):
         "flops_per_step_by_network": counted["flops"],
         "matmul_peak_flops_per_second": {
             "size": options["matmul_size"], "before": round(peak_before),
-            "after": round(peak_after), "used": round(peak)},
+            "after": round(peak_after), "used": round(peak),
+            **({"bfloat16": round(bf16_peak)} if bf16_peak else {})},
         **timings,
-        "profile": {"variant": "no_xla", "steps": options["profile_steps"], "top_ops": profile},
+        "profile": {"variant": options["profile_variant"], "steps": options["profile_steps"],
+                    "top_ops": profile},
     }
 
 
@@ -215,9 +232,17 @@ def table(result):
         lines.append(f"{name:<8} {r['steps_per_second']:>8.2f} {r['images_per_second']:>9.1f} "
                      f"{r['flops_per_second'] / 1e9:>8.1f} {r['fraction_of_matmul_peak']:>8.1%} "
                      f"{r['peak_rss_mb']:>8.0f} {r['first_step_seconds']:>10.1f}")
+    bf16 = result.get("bfloat16", {})
+    if "fraction_of_bfloat16_matmul_peak" in bf16:
+        line = (f"bfloat16: {bf16['fraction_of_bfloat16_matmul_peak']:.1%} of the bfloat16 matmul "
+                f"peak ({result['matmul_peak_flops_per_second']['bfloat16'] / 1e9:.1f}"
+                " GFLOP/s)")
+        if "steps_per_second" in result.get("no_xla", {}):
+            line += f"; {bf16['steps_per_second'] / result['no_xla']['steps_per_second']:.2f}× plain TF"
+        lines.append(line)
     ops = result["profile"]["top_ops"]
     if ops:
-        lines.append("top ops (no_xla, self time per step):")
+        lines.append(f"top ops ({result['profile']['variant']}, self time per step):")
         lines += [f"  {o['share']:>6.1%} {o['self_ms_per_step']:>9.2f} ms  {o['type']:<22} "
                   f"{o['operation']}" for o in ops]
     return "\n".join(lines)

@@ -76,6 +76,9 @@ def get_base_config():
     # Runtime.
     c.mixed_precision = False     # True → "mixed_bfloat16" (TPU)
     c.jit_compile = False
+    # oneDNN's bfloat16 rewrite of the training function on CPUs with AMX-BF16/AVX512-BF16:
+    # "auto" (only where the CPU has them), "on" or "off" (training/cpu_bfloat16.py).
+    c.cpu_bfloat16 = "off"
     c.steps_per_execution = 1
     c.checkpoint_every = 500      # generator steps between checkpoints (one Keras "epoch")
     c.keep_checkpoints = 3

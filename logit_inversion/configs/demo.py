@@ -40,4 +40,6 @@ def get_config():
     # with fewer host round trips. The 40-54 s wait at the end of `fit` seen that day with 1
     # step per call was tf.data's autotuning thread, now off (data/pipeline.py).
     c.steps_per_execution = 20
+    # bfloat16 convolutions where the CPU has AMX-BF16/AVX512-BF16 (training/cpu_bfloat16.py).
+    c.cpu_bfloat16 = "auto"
     return c

@@ -89,6 +89,10 @@ def text(optional=False):
     return Key(lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string", optional)
 
 
+def choice(*values):
+    return Key(lambda v: v in values, "one of " + ", ".join(repr(v) for v in values))
+
+
 def multipliers():
     return Key(
         lambda v: isinstance(v, (tuple, list)) and len(v) > 0 and all(_is_int(m) and m >= 1 for m in v),
@@ -145,6 +149,7 @@ KEYS = {
     "train_agreement_every": integer(1),
     "mixed_precision": boolean(),
     "jit_compile": boolean(),
+    "cpu_bfloat16": choice("auto", "on", "off"),
     "steps_per_execution": integer(1),
     "checkpoint_every": integer(1),
     "keep_checkpoints": integer(1),

@@ -149,19 +149,35 @@ class LogitInverter(keras.Model):
             ema.assign(var)
         self.built = True
 
-    def compile(self, g_optimizer, d_optimizer, **kwargs):
+    def compile(self, g_optimizer, d_optimizer, train_function_wrapper=None, **kwargs):
         """Attaches the two Adam optimizers and builds their slots now: under a
         distribution strategy, slot variables cannot be created lazily inside the replica
         function. Keras's own `optimizer` stays None: its default ("rmsprop") would be
-        built over every trainable variable, slots that no step uses."""
+        built over every trainable variable, slots that no step uses.
+
+        `train_function_wrapper`: optional; takes the training function Keras builds and
+        returns what `fit` calls instead (e.g. `training.cpu_bfloat16.scoped`)."""
         if "optimizer" in kwargs:
             raise ValueError("LogitInverter.compile takes g_optimizer and d_optimizer, not "
                              f"optimizer. Received: optimizer={kwargs['optimizer']!r}")
+        if train_function_wrapper is not None and not callable(train_function_wrapper):
+            raise ValueError("train_function_wrapper must be callable or None. Received: "
+                             f"train_function_wrapper={train_function_wrapper!r}")
+        self.train_function_wrapper = train_function_wrapper
         super().compile(optimizer=None, **kwargs)
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer
         g_optimizer.build(self.generator.trainable_variables)
         d_optimizer.build(self.discriminator.trainable_variables)
+
+    def make_train_function(self, force=False):
+        if self.train_function is not None and not force:
+            return self.train_function
+        super().make_train_function(force)
+        wrapper = getattr(self, "train_function_wrapper", None)
+        if wrapper is not None:
+            self.train_function = wrapper(self.train_function)
+        return self.train_function
 
     # ---- noise --------------------------------------------------------------------
 

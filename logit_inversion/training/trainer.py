@@ -16,6 +16,7 @@ import tensorflow as tf
 from logit_inversion.training import callbacks as callbacks_lib
 from logit_inversion import files, visualize
 from logit_inversion.training import checkpoints as checkpointing, strategies as distribute
+from logit_inversion.training import cpu_bfloat16
 from logit_inversion.classifiers import load_classifier
 from logit_inversion.classifiers import preflight
 from logit_inversion.classifiers.features import load_conditioning
@@ -68,9 +69,12 @@ def compile_inverter(inverter, config):
     def adam(lr):
         return keras.optimizers.Adam(lr, beta_1=config.beta1, beta_2=config.beta2,
                                      epsilon=1e-6)
+    bfloat16 = cpu_bfloat16.resolve(config.get("cpu_bfloat16", "off"),
+                                    strategy=inverter.distribute_strategy)
     inverter.compile(adam(config.g_lr), adam(config.d_lr),
                      steps_per_execution=config.steps_per_execution,
-                     jit_compile=config.jit_compile)
+                     jit_compile=config.jit_compile,
+                     train_function_wrapper=cpu_bfloat16.scoped if bfloat16 else None)
     if isinstance(inverter.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
         _logs_as_vectors(inverter)
 
@@ -266,9 +270,11 @@ def train(config, workdir, strategy="default", tpu=None, verbose=1):
         checkpointing.record_config(workdir, config)
     if chief and preflight_report is not None:
         checkpointing.write_json_atomic(files.join(workdir, "preflight.json"), preflight_report)
+    bfloat16 = inverter.train_function_wrapper is not None
     print(f"logit_inversion: training in {workdir} from step {start_step} "
-          f"to {config.num_steps} on {strategy.num_replicas_in_sync} replica(s){task}",
-          flush=True)
+          f"to {config.num_steps} on {strategy.num_replicas_in_sync} replica(s){task}"
+          + (f"; convolutions in bfloat16 (cpu_bfloat16={config.cpu_bfloat16!r})"
+             if bfloat16 else ""), flush=True)
 
     guard = callbacks_lib.NanGuard()
     throughput = callbacks_lib.Throughput(config.steps_per_execution)
@@ -298,6 +304,7 @@ def train(config, workdir, strategy="default", tpu=None, verbose=1):
         "train_seconds_this_run": time.perf_counter() - start,
         "classifier": config.classifier, "dataset": config.dataset,
         "weights_sha256": weights_digest(inverter),
+        "cpu_bfloat16": bfloat16,
         "preflight": preflight_report,
     })
     metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
