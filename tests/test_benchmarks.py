@@ -113,7 +113,23 @@ def test_train_benchmark_reports_documented_keys(tiny_config):
     assert timing["fraction_of_matmul_peak"] == pytest.approx(
         timing["flops_per_second"] / result["matmul_peak_flops_per_second"]["used"], rel=0.01)
     assert 0 < len(result["profile"]["top_ops"]) <= 3
-    assert "no_xla" in train.table(result)
+    kinds = result["profile"]["by_kind"]
+    assert 0 < len(kinds) <= 3
+    assert [k["self_ms_per_step"] for k in kinds] == sorted(
+        (k["self_ms_per_step"] for k in kinds), reverse=True)
+    assert "no_xla" in train.table(result) and "by kind" in train.table(result)
+
+
+def test_op_kinds_merge_convolutions_and_onednn_names():
+    assert train.op_kind("_MklNativeConv2DBackpropInput") == train.op_kind("Conv2D")
+    assert train.op_kind("_MklNativeFusedConv2D") == "Conv2D (all, with gradients)"
+    assert train.op_kind("_MklMatMul") == "MatMul" and train.op_kind("Mul") == "Mul"
+    rows = [{"type": "_MklNativeConv2D", "self_ms_per_step": 3.0},
+            {"type": "Conv2DBackpropFilter", "self_ms_per_step": 1.0},
+            {"type": "Mul", "self_ms_per_step": 2.0}, {"type": "Cast", "self_ms_per_step": 1.0}]
+    assert train.profile_kinds(rows, top=2) == [
+        {"kind": "Conv2D (all, with gradients)", "self_ms_per_step": 4.0, "share": 0.5714},
+        {"kind": "Mul", "self_ms_per_step": 2.0, "share": 0.2857}]
 
 
 def test_bfloat16_variant_reports_both_peaks(tiny_config):

@@ -85,11 +85,18 @@ def _time_variant(step, data, options):
             "first_step_seconds": round(first, 2), "peak_rss_mb": _peak_rss_mb()}
 
 
+def op_kind(op_type):
+    """An op type without oneDNN's prefixes, convolutions and their gradients as one kind."""
+    kind = op_type.replace("_MklNative", "").replace("_Mkl", "")
+    return "Conv2D (all, with gradients)" if "Conv2D" in kind else kind
+
+
 def profile_ops(step, data, steps, top):
     """The ops with the most self time over `steps` runs of `step` (a traced train step).
 
     Returns [{"type", "operation", "occurrences", "self_ms_per_step", "share"}], largest first;
-    `share` is the op's fraction of all profiled op self time.
+    `share` is the op's fraction of all profiled op self time. The rows of every op, not only
+    the `top` (`top=None`), feed `profile_kinds`.
     """
     from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
     float(step(data)["g_loss"])
@@ -114,6 +121,18 @@ def profile_ops(step, data, steps, top):
              "occurrences": int(r["occurrences"]) // steps,
              "self_ms_per_step": round(r["total_self_time"] / 1000 / steps, 3),
              "share": round(r["total_self_time"] / total, 4)} for r in rows[:top]]
+
+
+def profile_kinds(rows, top):
+    """Op self time per step summed by `op_kind`, largest first: [{"kind", "self_ms_per_step",
+    "share"}] (`rows`: all of `profile_ops`'s rows)."""
+    sums = {}
+    for r in rows:
+        sums[op_kind(r["type"])] = sums.get(op_kind(r["type"]), 0.0) + r["self_ms_per_step"]
+    total = sum(sums.values()) or 1.0
+    ranked = sorted(sums.items(), key=lambda item: -item[1])[:top]
+    return [{"kind": k, "self_ms_per_step": round(v, 2), "share": round(v / total, 4)}
+            for k, v in ranked]
 
 
 def run(config=None, args=None):
@@ -187,10 +206,12 @@ def run(config=None, args=None):
                 "fraction_of_matmul_peak": round(rate * per_step / peak, 4)})
             if name == "bfloat16":
                 result["fraction_of_bfloat16_matmul_peak"] = round(rate * per_step / bf16_peak, 4)
-    profile = []
+    profile, kinds = [], []
     if options["profile_steps"]:
-        profile = profile_ops(steps[options["profile_variant"]], data,
-                              options["profile_steps"], options["profile_top"])
+        every_op = profile_ops(steps[options["profile_variant"]], data,
+                               options["profile_steps"], None)
+        profile = every_op[:options["profile_top"]]
+        kinds = profile_kinds(every_op, options["profile_top"])
     return {
         "config": {"batch_size": config.batch_size, "d_steps": config.d_steps,
                    "global_batch": batch, "resolution": config.resolution,
@@ -208,7 +229,7 @@ def run(config=None, args=None):
             **({"bfloat16": round(bf16_peak)} if bf16_peak else {})},
         **timings,
         "profile": {"variant": options["profile_variant"], "steps": options["profile_steps"],
-                    "top_ops": profile},
+                    "top_ops": profile, "by_kind": kinds},
     }
 
 
@@ -245,4 +266,7 @@ def table(result):
         lines.append(f"top ops ({result['profile']['variant']}, self time per step):")
         lines += [f"  {o['share']:>6.1%} {o['self_ms_per_step']:>9.2f} ms  {o['type']:<22} "
                   f"{o['operation']}" for o in ops]
+        lines.append(f"op self time by kind ({result['profile']['variant']}, per step):")
+        lines += [f"  {k['share']:>6.1%} {k['self_ms_per_step']:>9.2f} ms  {k['kind']}"
+                  for k in result["profile"].get("by_kind", [])]
     return "\n".join(lines)
