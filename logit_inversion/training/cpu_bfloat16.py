@@ -34,7 +34,7 @@ _CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 # Matrix products stay float32. Rounded to bfloat16, the logits lose all but ~3 significant
 # digits on their way into the projections of G and D, and out of the classifier's last
 # layer. With them rounded the demo's held-out agreement stalled near 0.80–0.85 to step
-# 1,600 for seeds 0 and 1; with them float32, seed 0 reached 0.99 by step 1,100
+# 1,600 for seeds 0 and 1; with them float32, seed 0 held 0.98–0.99 from step 1,100 on
 # (2026-12-02, README "Benchmarks"). Their FLOPs are a small part of the step.
 FLOAT32_OPS = ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "_MklMatMul")
 _REMOVE_VARIABLE = "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_ALLOWLIST_REMOVE"
@@ -90,8 +90,8 @@ def rewrite():
     config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = (
         rewriter_config_pb2.RewriterConfig.ON)
     ctx.function_call_options = context.FunctionCallOptions(config_proto=config)
-    # The pass reads its list changes from the environment each time it runs, which is when
-    # a function is first called under new options, i.e. inside this block.
+    # The pass reads its list changes from the environment when it runs, which is when a
+    # function is first called under these options, i.e. inside this block.
     saved = os.environ.get(_REMOVE_VARIABLE)
     removed = [op for op in (saved or "").split(",") if op] + list(FLOAT32_OPS)
     os.environ[_REMOVE_VARIABLE] = ",".join(removed)
