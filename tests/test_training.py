@@ -57,6 +57,7 @@ def test_train_writes_outputs_and_resumes(tiny_config, tmp_path, recwarn, monkey
     with open(os.path.join(workdir, "metrics.json")) as f:
         assert json.load(f) == metrics
     assert metrics["steps"] == 4 and metrics["eval_examples"] == 16
+    assert metrics["cpu_bfloat16"] is False   # tiny_config pins float32
     assert 0.0 <= metrics["agreement"] <= 1.0 and metrics["images_per_second"] > 0
     assert len(_checkpoint_files(workdir)) == 1 + 2 * 2    # index file + 2 checkpoints
     tiny_config.num_steps = 8
