@@ -149,6 +149,8 @@ def test_bad_options_fail_with_one_line():
         train.run(None, {"variants": "gpu"})
     with pytest.raises(ValueError, match="Unknown train benchmark options"):
         train.run(None, {"step": 3})
+    with pytest.raises(ValueError, match="Received: profile_variant='xla'"):
+        train.run(None, {"profile_variant": "xla"})
     done = subprocess.run([sys.executable, os.path.join(_ROOT, "bin", "benchmark"), "nope"],
                           capture_output=True, text=True)
     assert done.returncode != 0
