@@ -2,9 +2,10 @@
 
 For each of plain TF, XLA (`jit_compile=True`) and plain TF under oneDNN's bfloat16 rewrite
 (`bfloat16`, `training/cpu_bfloat16.py`; for CPUs with AMX-BF16 or AVX512-BF16) the same
-`LogitInverter.train_step` runs on an in-memory batch (data loading is excluded on purpose: compare with `benchmarks.data`) and
-reports images/s, achieved FLOP/s, the fraction of the machine's dense float32 matmul peak
-(for `bfloat16` also of its bfloat16 matmul peak), and the process's peak RSS while that variant ran. FLOPs per step come from
+`LogitInverter.train_step` runs on an in-memory batch (data loading is excluded on purpose:
+compare with `benchmarks.data`) and reports images/s, achieved FLOP/s, the fraction of the
+machine's dense float32 matmul peak (for `bfloat16` also of its bfloat16 matmul peak), and
+the process's peak RSS while that variant ran. FLOPs per step come from
 `benchmarks.flops` (the traced step). The matmul peak is measured in the same process, before
 and after the steps, so that a shared or throttled CPU affects both sides of the ratio; the
 better of the two is used. With `profile_steps > 0` the TF profiler records a few plain steps
@@ -28,8 +29,8 @@ import tensorflow as tf
 DEFAULTS = {"steps": 30, "warmup_steps": 3, "matmul_size": 4096, "matmul_repeats": 5,
             "variants": "no_xla,xla", "profile_steps": 5, "profile_top": 12,
             "profile_variant": "no_xla"}
-# name → (jit_compile, under oneDNN's bfloat16 rewrite)
-VARIANTS = {"no_xla": (False, False), "xla": (True, False), "bfloat16": (False, True)}
+VARIANTS = ("no_xla", "xla", "bfloat16")
+PROFILE_VARIANTS = ("no_xla", "bfloat16")   # XLA's steps take minutes on a CPU
 
 
 def matmul_peak(size=4096, repeats=5, dtype="float32"):
@@ -95,8 +96,8 @@ def profile_ops(step, data, steps, top):
     """The ops with the most self time over `steps` runs of `step` (a traced train step).
 
     Returns [{"type", "operation", "occurrences", "self_ms_per_step", "share"}], largest first;
-    `share` is the op's fraction of all profiled op self time. The rows of every op, not only
-    the `top` (`top=None`), feed `profile_kinds`.
+    `share` is the op's fraction of all profiled op self time. `top=None` returns every op,
+    which is what `profile_kinds` sums.
     """
     from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
     float(step(data)["g_loss"])
@@ -166,7 +167,7 @@ def run(config=None, args=None):
     if bad or not variants:
         raise ValueError(f"variants must be a comma-separated subset of {', '.join(VARIANTS)}."
                          f" Received: variants={options['variants']!r}")
-    if options["profile_variant"] not in ("no_xla", "bfloat16"):
+    if options["profile_variant"] not in PROFILE_VARIANTS:
         raise ValueError("profile_variant must be no_xla or bfloat16. Received: "
                          f"profile_variant={options['profile_variant']!r}")
     config = config or demo.get_config()
@@ -177,10 +178,10 @@ def run(config=None, args=None):
     training.compile_inverter(inverter, config)
     # One trace of the plain step serves the FLOP count, its timing and the profile.
     from logit_inversion.training import cpu_bfloat16
-    steps = {name: tf.function(inverter.train_step, jit_compile=jit)
-             for name, (jit, _) in VARIANTS.items()}
+    plain = tf.function(inverter.train_step)
     # The rewrite applies per call, to a separate instantiation of the same traced step.
-    steps["bfloat16"] = cpu_bfloat16.scoped(steps["no_xla"])
+    steps = {"no_xla": plain, "xla": tf.function(inverter.train_step, jit_compile=True),
+             "bfloat16": cpu_bfloat16.scoped(plain)}
     counted = flops_lib.count_inverter(inverter, config, trace_batches=(config.batch_size,),
                                        step=steps["no_xla"])
     per_step = counted["flops"]["total"]
@@ -255,11 +256,12 @@ def table(result):
                      f"{r['peak_rss_mb']:>8.0f} {r['first_step_seconds']:>10.1f}")
     bf16 = result.get("bfloat16", {})
     if "fraction_of_bfloat16_matmul_peak" in bf16:
-        line = (f"bfloat16: {bf16['fraction_of_bfloat16_matmul_peak']:.1%} of the bfloat16 matmul "
-                f"peak ({result['matmul_peak_flops_per_second']['bfloat16'] / 1e9:.1f}"
-                " GFLOP/s)")
-        if "steps_per_second" in result.get("no_xla", {}):
-            line += f"; {bf16['steps_per_second'] / result['no_xla']['steps_per_second']:.2f}× plain TF"
+        bf16_peak = result["matmul_peak_flops_per_second"]["bfloat16"]
+        line = (f"bfloat16: {bf16['fraction_of_bfloat16_matmul_peak']:.1%} of the bfloat16 "
+                f"matmul peak ({bf16_peak / 1e9:.1f} GFLOP/s)")
+        plain = result.get("no_xla", {})
+        if "steps_per_second" in plain:
+            line += f"; {bf16['steps_per_second'] / plain['steps_per_second']:.2f}× plain TF"
         lines.append(line)
     ops = result["profile"]["top_ops"]
     if ops:

@@ -3,7 +3,8 @@
 
 Length: 1,600 generator steps (3,000 until 2026-11-29, then 800, then 1,000; see the end).
 `bin/benchmark quality` (2026-12-01, 2-core Xeon VM, idle) trained 3ceff00's 3,000-step demo
-and this recipe, in float32, with the same probe (500 held-out images, fixed noise, G_ema without standing statistics):
+and this recipe, in float32, with the same probe (500 held-out images, fixed noise, G_ema
+without standing statistics):
 
     step            100   200   300   400   500   600   700   800   900  1000
     agreement      0.59  0.70  0.84  0.80  0.81  0.81  0.96  0.98  0.99  1.00
