@@ -211,8 +211,20 @@ def line_chart(title, x, series, x_label, y_label, y_range=(0.0, 1.0), size=(300
     return canvas
 
 
-def bar_chart(title, categories, series, y_label, y_max=None, size=(520, 200)):
-    """Grouped bars: for each category, one bar per series (name → values per category)."""
+def bar_chart(title, categories, series, y_label, y_max=None, size=(520, 200), y_min=0.0,
+              intervals=None, reference=None):
+    """Grouped bars: for each category, one bar per series (name → values per category).
+
+    Bars start at 0 and go down for negative values, so a number below a baseline shows as
+    such rather than as an empty bar.
+
+    Args:
+        title, categories, series, y_label: what is drawn and its labels.
+        y_max, y_min: the value axis (default y_max: 1.1 × the largest value; y_min 0).
+        intervals: optional name → `[(low, high)]` per category, drawn as whiskers.
+        reference: optional `(value, label)`: a dashed horizontal line, e.g. chance at 0.
+        size: `(width, height)` of the plot in pixels, legend excluded.
+    """
     width, height = size
     left, top, bottom = 40, 36, 30
     canvas = Image.new("RGB", (width, height + LINE), BACKGROUND)
@@ -220,14 +232,24 @@ def bar_chart(title, categories, series, y_label, y_max=None, size=(520, 200)):
     small = font(10)
     draw.text((left, 2), title, fill=INK, font=font(11))
     values = np.array(list(series.values()), np.float64)
-    y_max = y_max or float(np.nanmax(values)) * 1.1 or 1.0
-    x0, y0, y1 = left, height - bottom, top
-    draw.line([(x0, y0), (width - 4, y0)], fill=INK)
-    draw.line([(x0, y0), (x0, y1)], fill=INK)
-    for v in np.linspace(0, y_max, 3):
-        y = y0 - v / y_max * (y0 - y1)
+    if y_max is None:
+        y_max = float(np.nanmax(values)) * 1.1 if np.isfinite(values).any() else 1.0
+        y_max = y_max if y_max > y_min else y_min + 1.0
+    if not y_max > y_min:
+        raise ValueError(f"y_max must exceed y_min. Received: y_min={y_min}, y_max={y_max}")
+    x0, y_bottom, y_top = left, height - bottom, top
+
+    def y_of(v):
+        v = min(max(float(v), y_min), y_max)
+        return y_bottom - (v - y_min) / (y_max - y_min) * (y_bottom - y_top)
+
+    for v in (np.linspace(y_min, y_max, 3) if y_min == 0 else _ticks(y_min, y_max)):
+        y = y_of(v)
         draw.text((2, y - 6), f"{v:.2g}", fill=MUTED, font=small)
         draw.line([(x0, y), (width - 4, y)], fill=(225, 225, 225))
+    zero = y_of(0.0) if y_min <= 0.0 <= y_max else y_bottom
+    draw.line([(x0, y_bottom), (x0, y_top)], fill=INK)
+    draw.line([(x0, zero), (width - 4, zero)], fill=INK)
     draw.text((2, top - 16), y_label, fill=INK, font=small)
     group_w = (width - 4 - x0) / len(categories)
     bar_w = group_w * 0.8 / len(series)
@@ -237,16 +259,43 @@ def bar_chart(title, categories, series, y_label, y_max=None, size=(520, 200)):
             v = values[k, i]
             if not np.isfinite(v):
                 continue
-            top_y = y0 - min(v, y_max) / y_max * (y0 - y1)
-            draw.rectangle([gx + k * bar_w, top_y, gx + (k + 1) * bar_w - 1, y0],
-                           fill=SERIES_COLOURS[k % len(SERIES_COLOURS)])
-        draw.text((gx, y0 + 4), _fit(category, int(group_w), 10), fill=INK, font=small)
+            top_y, bottom_y = sorted((y_of(v), zero))
+            colour = SERIES_COLOURS[k % len(SERIES_COLOURS)]
+            draw.rectangle([gx + k * bar_w, top_y, gx + (k + 1) * bar_w - 1, bottom_y],
+                           fill=colour)
+            low, high = ((intervals or {}).get(name) or [(None, None)] * len(categories))[i]
+            if low is not None and high is not None and np.isfinite(low) and np.isfinite(high):
+                centre = gx + (k + 0.5) * bar_w
+                cap = max(2.0, bar_w / 4)
+                draw.line([(centre, y_of(low)), (centre, y_of(high))], fill=INK, width=1)
+                for end in (low, high):
+                    draw.line([(centre - cap, y_of(end)), (centre + cap, y_of(end))], fill=INK)
+        draw.text((gx, y_bottom + 4), _fit(category, int(group_w), 10), fill=INK, font=small)
+    if reference is not None:
+        value, label = reference
+        y = y_of(value)
+        for x in range(int(x0), width - 4, 8):
+            draw.line([(x, y), (min(x + 4, width - 4), y)], fill=(200, 0, 0))
+        draw.text((width - 6 - text_width(label, 10), y - 12), label, fill=(200, 0, 0),
+                  font=small)
     x = left
     for k, name in enumerate(series):
-        draw.rectangle([x, height + 3, x + 8, height + 11], fill=SERIES_COLOURS[k])
+        draw.rectangle([x, height + 3, x + 8, height + 11],
+                       fill=SERIES_COLOURS[k % len(SERIES_COLOURS)])
         draw.text((x + 11, height), name, fill=INK, font=small)
         x += text_width(name, 10) + 24
+    if intervals:
+        draw.text((x, height), "| 95 % interval", fill=INK, font=small)
     return canvas
+
+
+def _ticks(low, high, count=6):
+    """Round tick values between `low` and `high`, 0 among them when the range holds it."""
+    raw = (high - low) / count
+    magnitude = 10 ** np.floor(np.log10(raw))
+    step = min((m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw),
+               default=10 * magnitude)
+    return np.arange(np.ceil(low / step) * step, high + step / 2, step)
 
 
 def stack(parts, horizontal=False):
