@@ -373,11 +373,7 @@ def _python_blocks(section):
 
 
 def test_readme_snippets(exported, monkeypatch):
-    import logit_inversion
-
-    if not hasattr(logit_inversion, "load"):
-        # The lead exports `load` from `logit_inversion/__init__.py`.
-        monkeypatch.setattr(logit_inversion, "load", loading.load, raising=False)
+    # The snippets use the public `logit_inversion.load`: a missing name fails here.
     blocks = _python_blocks(_readme_section())
     assert len(blocks) == 4
     monkeypatch.chdir(exported.root)  # the snippets use savedmodels/demo/1

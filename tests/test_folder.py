@@ -176,8 +176,11 @@ def test_split_slices_partition_the_folder(tmp_path):
     _write(tmp_path / "classes" / "b", {f"{i}.png": _encode(RGB[:4, :4], "PNG") for i in range(20)})
     labels = [r["label"] for r in folder.load(str(tmp_path / "classes"), "train[:25%]")[0].as_numpy_iterator()]
     assert len(labels) == 10 and set(labels) == {0, 1}
-    with pytest.raises(ValueError, match="one split, 'train'.*split=test"):
+    with pytest.raises(ValueError, match="one split, 'train'.*split=test") as error:
         folder.load(source, "test")
+    # It names the flags that take a slice.
+    assert ("--config.train_split='train[:80%]' --config.eval_split='train[80%:]'"
+            in str(error.value))
     with pytest.raises(ValueError, match="extra_features"):
         folder.load(source, "train", extra_features=["shape_hue"])
 
@@ -241,3 +244,27 @@ def test_exif_orientation_is_applied_like_pil(tmp_path, orientation):
     # The PIL fallback turns the same file upright too.
     assert np.abs(folder._decode_with_pil(str(tmp_path / "photos" / "photo.jpg")).astype(int)
                   - upright).max() == 0
+
+
+def test_a_held_out_slice_smaller_than_the_grid_is_one_line_before_any_write(
+        tmp_path, tiny_classifier_path):
+    from logit_inversion import testing, training
+    from logit_inversion.training import trainer
+
+    for name in ("a", "b"):   # 20 images: 16 to train on, 4 held out
+        _write(tmp_path / "small" / name, {f"{i}.png": _encode(RGB[:8, :8] + i, "PNG")
+                                           for i in range(10)})
+    config = testing.tiny_config(tiny_classifier_path, None, dataset=str(tmp_path / "small"),
+                                 train_split="train[:80%]", eval_split="train[80%:]",
+                                 num_images=16)
+    workdir = tmp_path / "run"
+    with pytest.raises(ValueError) as error:
+        training.train(config, str(workdir), verbose=0)
+    message = str(error.value)
+    assert "\n" not in message
+    assert "holds 4 images" in message and "num_images=16" in message, message
+    assert "--config.num_images and --config.eval_examples to at most 4" in message, message
+    assert not workdir.exists()
+    # A grid and an evaluation batch that fit pass the check.
+    config.num_images, config.eval_examples = 4, 4
+    trainer._check_eval_split(config, 1)

@@ -8,10 +8,12 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from logit_inversion.data import pipeline
+from logit_inversion.data import pipeline, shapes
 
 NUM_TRAIN = 42  # not a multiple of the batch size, to see drop_remainder
-SHARED_TFDS = "/work/shared/data/tfds"
+# The shared data folder beside the checkout, if there is one (CIFAR-10 prepared offline).
+SHARED_TFDS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "..", "shared", "data", "tfds")
 
 
 class TinyImages(tfds.core.GeneratorBasedBuilder):
@@ -216,7 +218,6 @@ def test_cifar10_from_shared_data_dir():
 
 
 def test_shapes_passes_its_nuisance_factors_through(tmp_path):
-    shapes = pytest.importorskip("logit_inversion.data.shapes")
     shapes.build_shapes(str(tmp_path), train_size=40, test_size=10)
     factors = ["shape_hue", "background_hue", "position_x", "position_y", "scale", "rotation"]
     dataset = pipeline.build_dataset("shapes", "test", resolution=32, batch_size=5, data_dir=str(tmp_path),

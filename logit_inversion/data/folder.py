@@ -285,7 +285,9 @@ def _select(num_images: int, split: str) -> np.ndarray:
     except (ValueError, AssertionError) as error:
         raise ValueError(
             f"An image folder has one split, 'train', which may be sliced like 'train[:90%]' "
-            f"({str(error).splitlines()[0]}). Received: split={split}"
+            f"({str(error).splitlines()[0]}); to train on a folder, hold out a slice with "
+            f"--config.train_split='train[:80%]' --config.eval_split='train[80%:]'. "
+            f"Received: split={split}"
         ) from None
     indices = np.arange(num_images)
     selected = np.concatenate([indices[i.from_:i.to] for i in instructions])

@@ -157,6 +157,29 @@ def _eval_dataset(config, batch_size):
     return ds.take(max(config.eval_examples // batch_size, 1)).with_options(options)
 
 
+def _check_eval_split(config, num_replicas):
+    """One line, before anything is written, when the held-out split has fewer images than
+    the fixed grid (`num_images`) or one evaluation batch needs (e.g. a small folder's slice)."""
+    eval_batch = eval_batch_size(config, num_replicas)
+    needed = {"num_images": (config.num_images, f"the fixed grid (num_images="
+                                                f"{config.num_images})"),
+              "eval_examples": (eval_batch, f"one evaluation batch ({eval_batch} images, "
+                                            f"from eval_examples={config.eval_examples})")}
+    ds = build_dataset(config.dataset, config.eval_split, resolution=config.resolution,
+                       batch_size=1, data_dir=config.data_dir, training=False)
+    available = sum(1 for _ in ds.take(max(n for n, _ in needed.values())))
+    short = [key for key, (n, _) in needed.items() if n > available]
+    if short:
+        raise ValueError(
+            f"The eval split {config.eval_split!r} of {config.dataset!r} holds {available} "
+            f"images, fewer than {' and '.join(needed[k][1] for k in short)} need; hold out a "
+            f"larger slice (e.g. --config.train_split='train[:80%]' "
+            f"--config.eval_split='train[80%:]') or set "
+            f"{' and '.join(f'--config.{k}' for k in short)} to at most {available}. Received: "
+            f"eval_split={config.eval_split}, "
+            + ", ".join(f"{k}={config[k]}" for k in short))
+
+
 def eval_batch_size(config, num_replicas):
     """Up to 100 images per eval step, a multiple of the replica count (so every replica
     gets the same share)."""
@@ -246,7 +269,9 @@ def train(config, workdir, strategy="default", tpu=None, verbose=1):
             f"checkpoint_every={config.checkpoint_every}, "
             f"steps_per_execution={config.steps_per_execution}")
     keras.utils.set_random_seed(config.seed)
-    # Reading the fixed batch first makes a bad dataset name fail before anything is written.
+    # Reading the held-out split first makes a bad dataset name, or a split too small for the
+    # fixed grid or one evaluation batch, fail before anything is written.
+    _check_eval_split(config, strategy.num_replicas_in_sync)
     fixed = next(iter(_eval_dataset(config, config.num_images)))["image"]
     # The classifier must classify held-out images under its spec (range, channel order,
     # logits) before anything is trained or written; config.preflight.accept_risk overrides.
