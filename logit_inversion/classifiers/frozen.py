@@ -33,7 +33,10 @@ from pathlib import Path
 
 import keras
 import tensorflow as tf
+from absl import logging
 from keras import ops
+
+from logit_inversion.classifiers.inline import InlinedGraph
 
 SAVEDMODELS_DIR = Path(__file__).resolve().parents[2] / "savedmodels"
 METADATA_FILENAME = "metadata.json"
@@ -178,6 +181,7 @@ class FrozenClassifier(keras.layers.Layer):
             model.trainable = False
         # Assigned as an attribute so SavedModel / ExportArchive export the loaded variables.
         self.model = model
+        self._inlined = None
         self.built = True
 
     @property
@@ -200,12 +204,31 @@ class FrozenClassifier(keras.layers.Layer):
         low, high = self._spec.value_range
         images = low + (images + 1.0) * (0.5 * (high - low))
         if isinstance(self.model, keras.layers.Layer):
-            outputs = self.model(images, training=False)
-        else:
-            outputs = self.model(images)
+            return ops.cast(self.model(images, training=False), "float32")
+        if tf.executing_eagerly():
+            return self._restored_logits(images)
+        # In a traced function (training, export, XLA) the restored graph is inlined: see
+        # `classifiers/inline.py` for why a restored call recompiles an XLA step.
+        return self._inlined_graph()(images)
+
+    def _restored_logits(self, images):
+        outputs = self.model(images)
         if isinstance(outputs, dict):
             outputs = _pick_output(outputs, self._spec.output_key, self._handle)
         return ops.cast(outputs, "float32")
+
+    def _inlined_graph(self):
+        if self._inlined is None:
+            with tf.init_scope():  # traced once, outside whatever function is being traced
+                try:
+                    self._inlined = InlinedGraph(self._restored_logits, self._spec.input_size)
+                except Exception as error:  # any graph the inliner cannot flatten still runs
+                    logging.warning(
+                        "Classifier %s is called as a restored function (%s: %s): a "
+                        "jit-compiled step that differentiates it recompiles at every call.",
+                        self._handle, type(error).__name__, str(error).splitlines()[0])
+                    self._inlined = self._restored_logits
+        return self._inlined
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self._spec.num_classes)
