@@ -4,6 +4,10 @@ One figure row per inverter (e.g. the standard and the robust classifier's), num
 side: top-1 agreement with its own classifier, logit cosine, pixel distance to the original,
 per-pixel std over resampled noise (invariance), and, when the inverters share a resolution
 and classes, each one's reconstructions read by every classifier (a cross-reading table).
+
+Every inverter reconstructs from the logits of its own classifier Φ (the one it holds) and is
+scored by it; each row names that classifier. Only the cross-reading table reads one
+inverter's reconstructions with the others' classifiers, and its columns say whose.
 """
 
 import numpy as np
@@ -35,6 +39,8 @@ def run(models, data, seed=0, samples=4, show=8):
         resampled = np.stack([model.generate(logits, model.noise(n, seed + 1 + k))
                               for k in range(samples)])
         row = {"model": model.name, "path": model.path,
+               "classifier": model.classifier or f"held by {model.name} (not recorded)",
+               "images": n,
                "top1_agreement": common.agreement(model.class_logits(images, logits),
                                                  model.class_logits(recon, recon_logits)),
                "logit_cosine": float(cosine.mean()),
@@ -72,7 +78,15 @@ def render_figure(models, result):
     for model, entry, row in zip(models, a["models"], result["tables"]["models"]):
         rows.append([render.Cell(x, caption=c) for x, c in
                      zip(entry["reconstructions"], common.captions(model, entry["recon_logits"]))])
-        labels.append(f"{entry['name']}\ndist {row['pixel_distance']:.3f}")
-    subtitle = ("same images and noise seed; captions: each inverter's own Φ; dist: mean pixel "
-                "distance to the original")
+        labels.append(f"{entry['name']}\nΦ {_short(row['classifier'])}\n"
+                      f"dist {row['pixel_distance']:.3f}")
+    subtitle = ("same images and noise seed; each inverter reconstructs from and is read by its "
+                f"own Φ; top row's captions: {_short(result['tables']['models'][0]['classifier'])}; "
+                "dist: mean pixel distance to the original")
     return render.stack([render.title_bar(TITLE, subtitle), render.grid(rows, row_labels=labels)])
+
+
+def _short(handle, width=24):
+    """The last part of a classifier handle, cut to `width` characters for a figure label."""
+    text = str(handle).rstrip("/").rsplit("/", 1)[-1]
+    return text if len(text) <= width else text[:width - 2] + ".."

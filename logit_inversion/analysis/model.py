@@ -44,6 +44,8 @@ class AnalysisModel:
         resolution, num_classes, noise_dim: R, K, Z.
         class_names: K strings.
         dataset, data_dir: the data the inverter was trained on, when known (workdirs).
+        classifier: the handle of Φ the inverter was trained on, when recorded (a workdir's
+            config, an export's metadata.json); the export itself holds Φ either way.
 
     Attributes:
         as the arguments.
@@ -51,7 +53,7 @@ class AnalysisModel:
 
     def __init__(self, name, path, kind, classify_fn, logits_fn, generate_fn, resolution,
                  num_classes, noise_dim, class_names, dataset=None, data_dir=None,
-                 class_logits_fn=None):
+                 class_logits_fn=None, classifier=None):
         self.name = name
         self.path = path
         self.kind = kind
@@ -64,6 +66,7 @@ class AnalysisModel:
         self.class_names = tuple(class_names)
         self.dataset = dataset
         self.data_dir = data_dir
+        self.classifier = classifier
         # Set when G is conditioned on another layer than the logits: agreement is then
         # measured on the classifier's logits, not on the arg-max of the conditioning vector.
         self._class_logits_fn = class_logits_fn
@@ -113,8 +116,9 @@ class AnalysisModel:
         return [self.class_names[i] for i in top], probabilities[np.arange(len(top)), top]
 
     def describe(self):
-        """A JSON-ready summary: name, path, kind and sizes."""
+        """A JSON-ready summary: name, path, kind, the classifier it inverts and sizes."""
         return {"name": self.name, "path": self.path, "kind": self.kind,
+                "classifier": self.classifier,
                 "resolution": self.resolution, "num_classes": self.num_classes,
                 "noise_dim": self.noise_dim, "class_names": list(self.class_names)}
 
@@ -179,7 +183,7 @@ def _open_workdir(path, name, class_names):
     return AnalysisModel(name, path, "workdir", classifier.__call__, logits_fn, generate,
                          inverter.resolution, inverter.num_classes, inverter.noise_dim, names,
                          dataset=config.get("dataset"), data_dir=config.get("data_dir"),
-                         class_logits_fn=class_logits_fn)
+                         class_logits_fn=class_logits_fn, classifier=config.get("classifier"))
 
 
 def _open_export(path, name, class_names):
@@ -207,11 +211,12 @@ def _open_export(path, name, class_names):
             return model.classify(export.to_uint8(images))["logits"]
 
     names = class_names or _default_names(loaded.num_classes)
-    # A shipped export names its training data in metadata.json (not its data_dir, which
-    # belonged to the machine that trained it).
+    # A shipped export names its training data and classifier in metadata.json (not its
+    # data_dir, which belonged to the machine that trained it).
+    metadata = loading.model_metadata(path)
     return AnalysisModel(name, loaded.path, "export", classify, logits_fn, generate,
                          loaded.resolution, loaded.num_classes, loaded.noise_dim, names,
-                         dataset=loading.model_metadata(path).get("dataset"))
+                         dataset=metadata.get("dataset"), classifier=metadata.get("classifier"))
 
 
 def _warn_if_partial(path, inverter):

@@ -1,9 +1,12 @@
 """Every metric of this package, for several models, on the same images: `bin/evaluate`.
 
 `evaluate(models, dataset=..., split=..., num_images=...)` reads the first `num_images` images
-of a split, computes the classifier's logits once, has each model reconstruct the images from
-them, and scores every model with the same metrics, the same identification candidates and
-the same noise seeds. `write_results` writes `metrics.json` and `metrics.md` (a table).
+of a split and scores every model with the same metrics, the same identification candidates
+and the same noise seeds. Each model inverts the logits of the classifier it was trained on
+and is scored by that classifier (an inverter fed another classifier's logits reconstructs
+from a vector it never saw); the logits of each classifier are computed once. Only the feature
+space of FD and KID is shared by all rows, and named. `write_results` writes `metrics.json`
+and `metrics.md` (a table with each row's classifier).
 """
 
 import json
@@ -106,6 +109,23 @@ def score(images, labels, logits, reconstructions, classifier, features, candida
     return {k: float(v) for k, v in result.items()}
 
 
+def same_classifier(a, b):
+    """Whether two classifier handles name the same classifier: a registry name and its
+    folder, or two spellings of one folder, are the same."""
+    return _canonical(a) == _canonical(b)
+
+
+def _canonical(handle):
+    from logit_inversion.classifiers import REGISTRY
+
+    handle = str(handle)
+    if handle in REGISTRY:
+        handle = str(REGISTRY[handle][0])
+    if os.path.exists(handle):
+        return os.path.realpath(handle)
+    return handle
+
+
 def evaluate(models, dataset="shapes", split="test", num_images=500, data_dir=None,
              classifier=None, feature_classifier=None, feature_layer="penultimate",
              num_distractors=9, diversity_images=16, diversity_samples=4, seed=0):
@@ -115,14 +135,21 @@ def evaluate(models, dataset="shapes", split="test", num_images=500, data_dir=No
         models: model specs (see `evaluation.models`): workdirs, exports, `optimize:...`.
         dataset, split, data_dir: where the images come from (TFDS name or image folder).
         num_images: how many images, from the start of the split.
-        classifier: handle of Φ, the classifier whose logits are inverted and that scores the
-            agreement; default: the one recorded by the first workdir among `models`.
-        feature_classifier, feature_layer: the feature space of FD and KID (default: Φ's
-            penultimate layer).
+        classifier: handle of Φ for the models that do not record theirs (an export without
+            metadata, the optimization baseline); default: the first classifier a model
+            records. A model that records another classifier is refused rather than fed
+            logits it was not trained on.
+        feature_classifier, feature_layer: the feature space of FD and KID, shared by every
+            row (default: the default Φ's penultimate layer).
         num_distractors: N of instance identification (chance = 1/(N+1)).
         diversity_images, diversity_samples: diversity is measured on the first
             `diversity_images` logit vectors with `diversity_samples` noise draws each.
         seed: seeds the identification candidates and the noise.
+
+    Returns:
+        A dict: the settings, `classifier` (the default Φ), `models` (spec → metrics, each
+        with the `classifier` whose logits it inverted and that scored it) and
+        `feature_space` (the shared FD/KID space).
     """
     from logit_inversion.classifiers import load_classifier
 
@@ -140,32 +167,51 @@ def evaluate(models, dataset="shapes", split="test", num_images=500, data_dir=No
     for spec in models:   # loading every model first makes a bad spec fail before the work
         if spec.split(":", 1)[0] != optimization.PREFIX:
             loaded[spec] = load_model(spec)
-    if classifier is None:
+    if classifier is not None:
+        for spec, model in loaded.items():
+            if model.classifier and not same_classifier(model.classifier, classifier):
+                raise ValueError(
+                    f"{spec} inverts classifier {model.classifier!r}, not --classifier; each "
+                    f"model is scored with its own classifier (leave --classifier out). "
+                    f"Received: classifier={classifier}")
+    else:
         classifier = next((m.classifier for m in loaded.values() if m.classifier), None)
     if classifier is None:
         raise ValueError("No workdir or shipped model (metadata.json) among the models names "
                          "the classifier; pass "
                          f"--classifier. Received: models={models}")
-    phi = load_classifier(classifier)
+    phis = {_canonical(classifier): (classifier, load_classifier(classifier))}
+    for model in loaded.values():
+        if model.classifier and _canonical(model.classifier) not in phis:
+            phis[_canonical(model.classifier)] = (model.classifier,
+                                                  load_classifier(model.classifier))
+    phi = phis[_canonical(classifier)][1]
     resolution = next((m.resolution for m in loaded.values()), phi.spec.input_size)
     for spec in models:
         if spec not in loaded:
             loaded[spec] = load_model(spec, phi, resolution, progress)
+    # The optimization baseline inverts the default Φ it was built with.
+    handles = {spec: (m.classifier if m.classifier and m.kind != "optimization" else classifier)
+               for spec, m in loaded.items()}
     features_name, features = feature_space(feature_classifier or classifier, feature_layer)
 
     _log(f"reading {num_images} images of {dataset}:{split}")
     images, labels = load_images(dataset, split, num_images, resolution, data_dir)
-    logits = _in_batches(phi, images)
-    groups = labels if bool(tf.reduce_all(labels >= 0)) else tf.argmax(logits, -1)
+    logits_of = {key: _in_batches(network, images) for key, (_, network) in phis.items()}
+    labelled = bool(tf.reduce_all(labels >= 0))
+    groups = labels if labelled else tf.argmax(logits_of[_canonical(classifier)], -1)
     candidates = identification.sample_candidates(groups.numpy(), num_distractors, seed)
     real_features = _in_batches(features, images)
     results = {}
     for i, (spec, model) in enumerate(loaded.items(), 1):
-        _log(f"[{i}/{len(loaded)}] {spec}: reconstructing {num_images} images")
+        key = _canonical(handles[spec])
+        own_phi, logits = phis[key][1], logits_of[key]
+        _log(f"[{i}/{len(loaded)}] {spec}: reconstructing {num_images} images from the logits "
+             f"of {handles[spec]}")
         start = time.perf_counter()
         reconstructions = model.reconstruct(images, logits, seed)
         seconds = time.perf_counter() - start
-        metrics = score(images, labels, logits, reconstructions, phi, features, candidates,
+        metrics = score(images, labels, logits, reconstructions, own_phi, features, candidates,
                         real_features)
         metrics["images_per_second"] = num_images / seconds
         metrics["seconds"] = seconds
@@ -178,6 +224,9 @@ def evaluate(models, dataset="shapes", split="test", num_images=500, data_dir=No
                        for s in range(diversity_samples)]
             metrics["diversity"] = float(diversity.mean_pairwise_distance(tf.stack(samples)))
         metrics["kind"] = model.kind
+        metrics["classifier"] = handles[spec]
+        metrics["classifier_recorded"] = bool(model.classifier)
+        metrics["images"] = num_images
         results[spec] = metrics
         _log(f"[{i}/{len(loaded)}] {spec}: done in {seconds:.1f} s; top-1 agreement "
              f"{metrics['top1_agreement']:.3f}, identification (L2) "
@@ -189,6 +238,7 @@ def evaluate(models, dataset="shapes", split="test", num_images=500, data_dir=No
     return {
         "dataset": dataset, "split": split, "num_images": num_images,
         "resolution": resolution, "classifier": classifier,
+        "classifiers": sorted({handles[spec] for spec in loaded}),
         "feature_space": features_name, "num_distractors": num_distractors,
         "chance": 1.0 / (num_distractors + 1), "diversity_images": diversity_images,
         "diversity_samples": diversity_samples, "seed": seed, "skipped": skipped,
@@ -197,23 +247,29 @@ def evaluate(models, dataset="shapes", split="test", num_images=500, data_dir=No
 
 
 def markdown_table(results):
-    """The results as a Markdown table, one row per model, with a line of context under it."""
-    header = "| model | " + " | ".join(h for _, h, _ in COLUMNS) + " |"
-    lines = [header, "|" + " --- |" * (len(COLUMNS) + 1)]
+    """The results as a Markdown table, one row per model with the classifier Φ whose logits
+    it inverted and that scored it, and a line of context under it."""
+    header = "| model | Φ | " + " | ".join(h for _, h, _ in COLUMNS) + " |"
+    lines = [header, "|" + " --- |" * (len(COLUMNS) + 2)]
     for spec, metrics in results["models"].items():
         cells = []
         for key, _, fmt in COLUMNS:
             value = metrics.get(key)
             cells.append("–" if value is None else "∞" if value == math.inf
                          else fmt.format(value))
-        lines.append(f"| `{spec}` | " + " | ".join(cells) + " |")
+        phi = metrics.get("classifier", results["classifier"])
+        if metrics.get("classifier_recorded") is False:
+            phi += " (not recorded by the model; --classifier)"
+        lines.append(f"| `{spec}` | `{phi}` | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
         f"{results['num_images']} images of {results['dataset']}:{results['split']} at "
-        f"{results['resolution']} px; classifier `{results['classifier']}`; identification "
+        f"{results['resolution']} px; each row inverts the logits of its own classifier Φ and "
+        f"is scored by it; identification "
         f"among N = {results['num_distractors']} same-class distractors (chance "
-        f"{results['chance']:.3f}); FD and KID in the {results['feature_space']} feature "
-        f"space, reconstructions vs the same originals; diversity = mean pairwise RMS pixel "
+        f"{results['chance']:.3f}); FD and KID in one feature space shared by every row, the "
+        f"{results['feature_space']}, "
+        f"reconstructions vs the same originals; diversity = mean pairwise RMS pixel "
         f"distance of {results['diversity_samples']} noise draws at fixed logits "
         f"({results['diversity_images']} images).")
     for key, reason in results["skipped"].items():
