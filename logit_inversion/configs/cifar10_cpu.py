@@ -1,17 +1,15 @@
 """CIFAR-10 inverters sized for 2 CPU cores (the reproduction at 32 px, `bin/reproduce`).
 
-The paper's CIFAR architecture (`cifar10.py`, ch=64) runs ~13 s per step on the 2-core VM of
-2026-11-29. This config is the 2026-11-29 CPU recipe (`cpu_recipe.py`, then also the demo's) moved to
-CIFAR-10, so that one inverter fits in about 45 minutes there. The shipped CIFAR inverters
-were trained with it.
-- width 16 with narrow upper blocks, as the demo (its step is ~0.9 s on that VM; the CIFAR-10
-  CNNs cost about what the shapes CNN costs);
+The paper's CIFAR architecture (`cifar10.py`, ch=64) takes about 13 s per step on 2 CPU
+cores. This config moves the CPU recipe (`cpu_recipe.py`) to CIFAR-10 so that one inverter
+trains in under an hour there; the shipped CIFAR-10 inverters were trained with it.
+- width 16 with narrow upper blocks, as the demo (the CIFAR-10 CNNs cost about what the
+  shapes CNN costs);
 - learning rate 1e-3 for G and D, one D step per G step, a fast EMA (0.99 from step 200);
-- `consistency_weight=0.3`: the demo needed it to reach meaningful agreement in a few
-  thousand steps. The reproduction reports the pair trained this way and says so; a
-  hinge-only pair (`--config.consistency_weight=0`) is the comparison the paper makes;
-- 2,400 steps: measured 36.5 and 34.4 minutes on that VM (held-out agreement 0.878 for the
-  standard classifier, 0.715 for the robust one; `docs/results.md`).
+- `consistency_weight=0.3`: without it a few thousand steps do not reach meaningful
+  agreement. The reproduction reports the pair trained this way and says so; a hinge-only
+  pair (`--config.consistency_weight=0`) is the comparison the paper makes;
+- 2,400 steps (training times and held-out agreements: `docs/results.md`).
 """
 
 from logit_inversion.configs import cpu_recipe

@@ -1,6 +1,6 @@
-"""The 32 px recipe sized for 2 CPU cores, as of 2026-11-29: what the CIFAR-10 inverters of
-the reproduction (`cifar10_cpu.py`) and the Dosovitskiy & Brox baseline
-(`dosovitskiy_brox.py`) are trained with, and what the demo started from.
+"""The 32 px recipe sized for 2 CPU cores: what the CIFAR-10 inverters of the reproduction
+(`cifar10_cpu.py`), the Dosovitskiy & Brox baseline (`dosovitskiy_brox.py`) and the demo are
+trained with.
 
 It is kept in one place, apart from `demo.py`, so that tuning the demo for a user's first
 minutes cannot change what a shipped inverter's recorded command means. The reasons for each

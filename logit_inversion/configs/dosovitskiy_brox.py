@@ -11,8 +11,8 @@ x̂ = G(z)), trained with the sum of
   as the inverter (D&B's discriminator also sees the conditioning features).
 No logit-consistency term (D&B have none). Everything else is the CPU recipe
 (`cpu_recipe.py`: 32 px, width 16, the learning rates and EMA) that the CIFAR-10 inverters
-and the 2026-11-29 demo share, on `shapes` by default, so D&B and those inverters differ only
-in the objective and the noise.
+and the demo share, on `shapes` by default, so D&B and those inverters differ only in the
+objective and the noise.
 
   bin/train --config=logit_inversion/configs/dosovitskiy_brox.py --workdir=runs/dnb_demo
 """

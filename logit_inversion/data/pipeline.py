@@ -67,7 +67,7 @@ def build_dataset(
 
     Example:
         >>> ds = build_dataset("cifar10", "test", resolution=32, batch_size=8,
-        ...                    data_dir="/work/shared/data/tfds", training=False)
+        ...                    data_dir="../shared/data/tfds", training=False)
         >>> batch = next(iter(ds))
         >>> batch["image"].shape
         TensorShape([8, 32, 32, 3])
