@@ -27,6 +27,8 @@ setup(
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3", "tensorflow-serving-api>=2.21,<2.22"],
         "serving": ["tensorflow-serving-api>=2.21,<2.22"],
+        # bin/explore: the browser app, and the browser driver its test uses.
+        "explore": ["gradio>=6,<7", "playwright>=1.40"],
     },
     scripts=[],
 )
