@@ -6,15 +6,25 @@ over a sweep of ε in [0, 1] pixel units. If the reconstruction shows the advers
 the logits really encode it (the attack changed what Φ "sees"); if it shows the true class,
 the logits still carry the original picture.
 
-Numbers per (method, norm, goal, ε): attack success rate; the fraction of reconstructions
-classified as the adversarial class and as the true class; the pixel distance from the clean
-reconstruction (same noise).
+Only successful attacks count: an attack succeeds on an image when it changes Φ's top-1 (to
+the target, for a targeted attack). A reconstruction of an image whose top-1 did not move
+shows Φ's unchanged class whatever the logits keep, so it says nothing about wrong logits.
+Where no attack succeeded the row reads "not tested: no attack succeeded" instead of a score.
+
+Φ judging the reconstructions is circular (the inverter was trained to make Φ agree with its
+input logits), so a second, independent classifier (`second_classifier`, e.g. one trained with
+another seed or on other data) can judge them too; both readings are reported.
+
+Numbers per (method, norm, goal, ε): attack success rate and count; among the successful
+attacks, the fraction of reconstructions Φ classifies as the adversarial class (with a 95 %
+Wilson interval) and as the true class, and the same as read by the second classifier; the
+pixel distance from the clean reconstruction (same noise), over all images.
 """
 
 import numpy as np
 import tensorflow as tf
 
-from logit_inversion.analysis import common, render
+from logit_inversion.analysis import common, render, stats
 
 TITLE = "Adversarial logits, reconstructed"
 GUIDE = ("Rows: attacks on Φ; per ε, the adversarial image and G(Φ(x_adv), ε). If the "
@@ -24,6 +34,7 @@ L2_EPSILONS = (0.0, 0.25, 0.5, 1.0, 2.0)
 METHODS = ("fgsm", "pgd")
 NORMS = ("linf", "l2")
 GOALS = ("untargeted", "targeted")
+NOT_TESTED = "not tested: no attack succeeded"
 
 
 def attack(gradient_fn, images, labels, epsilon, norm, steps, targeted):
@@ -85,8 +96,19 @@ def make_gradient_fn(classify_fn):
 
 
 def run(model, data, seed=0, linf_epsilons=LINF_EPSILONS, l2_epsilons=L2_EPSILONS, steps=10,
-        max_images=64):
+        max_images=64, second_classifier=None, second_name=None):
     """Every attack at every ε on the first `max_images` images, then reconstruction.
+
+    Args:
+        model: an `AnalysisModel` with gradients (`differentiable`).
+        data: `data.Images`; labels give the true class (else Φ's clean top-1).
+        seed: noise seed.
+        linf_epsilons, l2_epsilons: radii in [0, 1] pixel units.
+        steps: PGD steps.
+        max_images: images attacked.
+        second_classifier: optional callable, float images `[B, R, R, 3]` in [-1, 1] → logits
+            over the same K classes: an independent judge of the reconstructions' class.
+        second_name: its label for the tables.
 
     Returns:
         A result dict; `tables["attacks"]` has one row per (method, norm, goal, ε).
@@ -98,10 +120,14 @@ def run(model, data, seed=0, linf_epsilons=LINF_EPSILONS, l2_epsilons=L2_EPSILON
     data = data.take(max_images)
     images = data.images
     logits = model.classify(images)
-    true = data.labels if (data.labels >= 0).all() else common.top1(logits)
+    clean = common.top1(logits)
+    true = data.labels if (data.labels >= 0).all() else clean
     target = (true + 1) % model.num_classes
     noise = model.noise(len(images), seed)
     clean_reconstructions = model.generate(logits, noise)
+    second = None
+    if second_classifier is not None:
+        second = _second_judge(second_classifier, images, model.num_classes)
     gradient_fn = make_gradient_fn(model.classify_fn)
     rows, shown = [], {}
     for method in METHODS:
@@ -118,37 +144,80 @@ def run(model, data, seed=0, linf_epsilons=LINF_EPSILONS, l2_epsilons=L2_EPSILON
                     reconstructions = model.generate(adv_logits, noise)
                     recon_classes = common.top1(model.classify(reconstructions))
                     adv_classes = common.top1(adv_logits)
-                    success = adv_classes == target if goal == "targeted" else adv_classes != true
+                    # Success: Φ's top-1 moved (to the target, for a targeted attack).
+                    success = adv_classes != clean
+                    if goal == "targeted":
+                        success &= adv_classes == target
                     delta = (adversarial - images).astype(np.float64) / 2
                     size = (np.abs(delta).max(axis=(1, 2, 3)) if norm == "linf"
                             else np.sqrt((delta ** 2).sum(axis=(1, 2, 3))))
-                    recon_adv = recon_classes == adv_classes
-                    rows.append({
-                        "method": method, "norm": norm, "goal": goal, "epsilon": float(epsilon),
-                        "success_rate": float(success.mean()),
-                        "recon_as_adversarial": float(recon_adv.mean()),
-                        "recon_as_true": float(np.mean(recon_classes == true)),
-                        "recon_as_adversarial_if_success": (float(recon_adv[success].mean())
-                                                            if success.any() else None),
-                        "recon_pixel_distance": float(common.pixel_distance(
-                            reconstructions, clean_reconstructions).mean()),
-                        "perturbation": float(size.mean()),
-                    })
+                    row = {"method": method, "norm": norm, "goal": goal,
+                           "epsilon": float(epsilon), "images": len(images),
+                           "successes": int(success.sum()),
+                           "success_rate": float(success.mean())}
+                    row.update(_judged(recon_classes, adv_classes, true, success, "recon"))
+                    if second is not None:
+                        row.update(_judged(second(reconstructions), adv_classes, true, success,
+                                           "second_recon"))
+                        # Whether the attack transfers: the second classifier's view of x_adv.
+                        row["second_adv_as_adversarial"] = _rate(
+                            second(adversarial)[success] == adv_classes[success])
+                    row["status"] = "tested" if success.any() else NOT_TESTED
+                    row["recon_pixel_distance"] = float(common.pixel_distance(
+                        reconstructions, clean_reconstructions).mean())
+                    row["perturbation"] = float(size.mean())
+                    rows.append(row)
                     shown[key].append((epsilon, adversarial[0], adv_logits[0],
                                        reconstructions[0], model.classify(reconstructions[:1])[0]))
     pgd = [r for r in rows if r["method"] == "pgd" and r["epsilon"] > 0]
     strongest = {f"{r['norm']}_{r['goal']}": r for r in pgd
                  if r["epsilon"] == max(x["epsilon"] for x in pgd if x["norm"] == r["norm"])}
     summary = {"images": len(images)}
+    if second is not None:
+        summary["second_classifier"] = second_name or "second"
     for key, r in strongest.items():
-        summary[f"pgd_{key}_eps{r['epsilon']:.3g}_success"] = r["success_rate"]
-        summary[f"pgd_{key}_eps{r['epsilon']:.3g}_recon_as_adversarial"] = r["recon_as_adversarial"]
+        prefix = f"pgd_{key}_eps{r['epsilon']:.3g}"
+        summary[f"{prefix}_success"] = r["success_rate"]
+        summary[f"{prefix}_successes"] = r["successes"]
+        summary[f"{prefix}_status"] = r["status"]
+        for judge in ("recon", "second_recon"):
+            for suffix in ("as_adversarial", "as_adversarial_low", "as_adversarial_high"):
+                if f"{judge}_{suffix}" in r:
+                    summary[f"{prefix}_{judge}_{suffix}"] = r[f"{judge}_{suffix}"]
     params = {"seed": seed, "steps": steps, "linf_epsilons": list(linf_epsilons),
               "l2_epsilons": list(l2_epsilons), "epsilon_units": "[0, 1] pixels",
-              "target": "(true class + 1) mod K"}
+              "target": "(true class + 1) mod K",
+              "success": "Φ's top-1 on x_adv differs from its top-1 on x (and, targeted, is the "
+                         "target); reconstruction rates count successful attacks only",
+              "interval": "Wilson 95 % over the successful attacks",
+              "second_classifier": second_name if second is not None else None}
     return common.result(summary, {"attacks": rows}, params,
                          {"original": images[0], "logits": logits[0], "shown": shown,
                           "true": int(true[0]), "target": int(target[0])})
+
+
+def _rate(hits):
+    return float(np.mean(hits)) if np.size(hits) else None
+
+
+def _judged(classes, adv_classes, true, success, judge):
+    """Among the successful attacks, how often `classes` (a judge's top-1 of the
+    reconstructions) is the adversarial class, with its Wilson interval, and the true class."""
+    hits = classes[success] == adv_classes[success]
+    low, high = stats.proportion_interval(int(hits.sum()), int(success.sum()))
+    return {f"{judge}_as_adversarial": _rate(hits),
+            f"{judge}_as_adversarial_low": low if success.any() else None,
+            f"{judge}_as_adversarial_high": high if success.any() else None,
+            f"{judge}_as_true": _rate(classes[success] == true[success])}
+
+
+def _second_judge(classifier, images, num_classes):
+    """The second classifier as `images → top-1 classes`, checked to have Φ's K classes."""
+    probe = np.asarray(classifier(images[:1]))
+    if probe.ndim != 2 or probe.shape[1] != num_classes:
+        raise ValueError(f"The second classifier must give logits over Φ's {num_classes} "
+                         f"classes. Received: logits of shape {probe.shape}")
+    return lambda x: common.top1(np.asarray(classifier(x)))
 
 
 def _epsilon_label(epsilon, norm):
@@ -170,18 +239,21 @@ def render_figure(model, result):
         rows.append(row)
         labels.append(f"{method.upper()} {'L∞' if norm == 'linf' else 'L2'}\n{goal}")
     names = model.class_names
-    subtitle = (f"{model.name}: image 0 (true {names[a['true']]}, target {names[a['target']]}); "
-                "captions: Φ top-1 and p; charts over all images")
-    charts = []
     table = result["tables"]["attacks"]
+    tested = sum(r["status"] != NOT_TESTED for r in table)
+    subtitle = (f"{model.name}: image 0 (true {names[a['true']]}, target {names[a['target']]}); "
+                "captions: Φ top-1 and p; reconstruction rates over successful attacks only "
+                f"(no point: {NOT_TESTED}; {len(table) - tested} of {len(table)} rows)")
+    charts = []
     for norm in NORMS:
         for metric, label in (("success_rate", "attack success"),
-                              ("recon_as_adversarial", "reconstruction = adv. class")):
+                              ("recon_as_adversarial", "recon. = adv. class (successes)")):
             series = {}
             for method in METHODS:
                 for goal in GOALS:
-                    series[f"{method} {goal}"] = [r[metric] for r in table if
-                                                  (r["method"], r["norm"], r["goal"]) == (method, norm, goal)]
+                    series[f"{method} {goal}"] = [
+                        np.nan if r[metric] is None else r[metric] for r in table
+                        if (r["method"], r["norm"], r["goal"]) == (method, norm, goal)]
             epsilons = sorted({r["epsilon"] for r in table if r["norm"] == norm})
             charts.append(render.line_chart(
                 f"{'L∞' if norm == 'linf' else 'L2'}: {label}",

@@ -54,7 +54,8 @@ def run_analyses(model_paths, experiments, output_dir, *, dataset=None, split="t
             uses `factor_images`).
         seed: noise seed.
         ood_dataset, ood_split, ood_data_dir: optional other dataset or image folder for `ood`.
-        second_classifier: optional classifier handle for `misclassified`.
+        second_classifier: optional classifier handle that judges the reconstructions beside Φ
+            in `misclassified` and `adversarial`.
         regressor: factor regressor name or folder for `factors`.
         command: the command line, recorded in every JSON.
         log: progress printer (one line per experiment with its time).
@@ -154,6 +155,10 @@ def _run_one(name, models, data, seed, options):
                            minimum=len(data))
         result = factors.run(model, pool, seed=seed,
                              regressor=factor_regressor.load_regressor(options["regressor"]))
+    elif name == "adversarial" and options["second_classifier"]:
+        result = adversarial.run(model, data, seed=seed,
+                                 second_classifier=_classifier_fn(options["second_classifier"]),
+                                 second_name=options["second_classifier"])
     elif name == "ood":
         result = ood.run(model, data, seed=seed, external=options["external"])
     else:
