@@ -99,3 +99,47 @@ def test_resize_matches_tf_antialiased_bilinear(in_size, out_size):
     images = tf.random.stateless_uniform((2, in_size, in_size, 3), (1, 2), -1.0, 1.0)
     expected = tf.image.resize(images, (out_size, out_size), "bilinear", antialias=True)
     np.testing.assert_allclose(resize_images(images, out_size), expected, atol=5e-5)
+
+
+# Compile counts and constant variable reads, read from XLA's dump in a subprocess (XLA reads
+# its dump flag once per process). The objectives that differentiate the frozen classifier
+# (consistency, feature) are the ones that recompiled at every call; the fast suite runs one of
+# them in each precision, the slow suite every objective in both.
+FAST_VARIANTS = ["consistency-float32", "feature-mixed_bfloat16"]
+SLOW_VARIANTS = [f"{objective}-{policy}"
+                 for objective in ("hinge", "consistency", "pixel", "feature")
+                 for policy in ("float32", "mixed_bfloat16")
+                 if f"{objective}-{policy}" not in FAST_VARIANTS]
+
+
+def _compile_counts(tmp_path, data_dir, variants):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "compiles.json"
+    script = os.path.join(os.path.dirname(__file__), "_xla_compiles.py")
+    result = subprocess.run([sys.executable, script, str(out), data_dir, *variants],
+                            capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def _assert_compiled_once(results):
+    for variant, steps in results.items():
+        assert steps["g_steps"] == 3, (variant, steps)
+        for method in ("train_step", "test_step"):
+            summary = steps[method]
+            assert summary["compiles"] == 1, (variant, method, summary)
+            assert summary["constant_variable_reads"] == 0, (variant, method, summary)
+            assert summary["finite"], (variant, method, summary)
+
+
+def test_jit_steps_compile_once_with_runtime_variables(tmp_path, shapes_data_dir):
+    _assert_compiled_once(_compile_counts(tmp_path, shapes_data_dir, FAST_VARIANTS))
+
+
+@pytest.mark.slow  # each variant compiles two steps on the CPU (about a minute)
+def test_jit_steps_compile_once_for_every_objective(tmp_path, shapes_data_dir):
+    _assert_compiled_once(_compile_counts(tmp_path, shapes_data_dir, SLOW_VARIANTS))
