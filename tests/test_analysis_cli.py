@@ -13,6 +13,7 @@ from PIL import Image
 
 from logit_inversion import testing
 from logit_inversion.analysis import factor_regressor, runner
+from logit_inversion.evaluation import noise_use
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(num_images=8, scan_images=16, factor_images=16, seed=0)
@@ -47,6 +48,19 @@ def test_all_experiments_on_a_workdir_write_figures_records_and_page(paths, tmp_
         assert record["model"][0]["path"] == paths["workdir"]
         assert record["data"].startswith("shapes:test")
         assert record["summary"], name
+    # The collapse check ran on both models first: a warning exactly for those below the
+    # threshold, and the invariance verdict says "not testable" when the first one is.
+    invariance = json.loads((out / "invariance.json").read_text())
+    diversity = invariance["epsilon_diversity"]
+    assert len(diversity) == 2
+    for name, value in diversity.items():
+        warned = any(line.startswith(f"warning: {name}: the generator ignores its noise")
+                     for line in lines)
+        assert warned == noise_use.ignores_noise(value), (name, value, lines)
+    first = invariance["model"][0]["name"]
+    assert (invariance["summary"]["verdict"] == noise_use.NOT_TESTABLE) == \
+        noise_use.ignores_noise(invariance["summary"]["epsilon_diversity"])
+    assert invariance["summary"]["epsilon_diversity"] == pytest.approx(diversity[first])
     # One progress line per experiment, with its time, then the page.
     timed = [line for line in lines if re.match(r"\[\d/9\] \w+: [\d.]+ s → ", line)]
     assert len(timed) == 9, lines

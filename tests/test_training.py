@@ -40,11 +40,48 @@ def _record_calls(monkeypatch):
     return calls
 
 
-def test_train_writes_outputs_and_resumes(tiny_config, tmp_path, recwarn, monkeypatch):
+def _held_out_tags(workdir):
+    """The `held_out/` scalar tags in a run's TensorBoard events."""
+    import tensorflow as tf
+    tags = set()
+    for path in tf.io.gfile.glob(os.path.join(workdir, "tensorboard", "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            tags.update(v.tag for v in event.summary.value if v.tag.startswith("held_out/"))
+    return tags
+
+
+def _check_per_class_report(metrics, printed, workdir):
+    """Per-class agreement and noise use: in metrics.json, TensorBoard and the printed lines."""
+    per_class = metrics["per_class"]
+    assert list(per_class) == [f"class{i}" for i in range(6)]   # the tiny classifier's names
+    assert sum(row["images"] for row in per_class.values()) == metrics["eval_examples"]
+    # The same images and noise as the overall agreement: the classes' hits add up to it.
+    hits = sum(row["agreement"] * row["images"] for row in per_class.values() if row["images"])
+    assert hits / metrics["eval_examples"] == pytest.approx(metrics["agreement"], abs=1e-6)
+    scored = {name: row["agreement"] for name, row in per_class.items() if row["images"]}
+    worst = min(scored, key=scored.get)
+    assert metrics["worst_class"] == worst
+    assert metrics["worst_class_agreement"] == scored[worst]
+    assert metrics["epsilon_diversity_threshold"] == 0.2 and metrics["noise_use_samples"] == 8
+    for name, row in per_class.items():
+        assert (row["epsilon_diversity"] is None) == (row["images"] < 2), (name, row)
+        warned = f"warning: class {name!r} has held-out agreement" in printed
+        assert warned == (row["agreement"] is not None and row["agreement"] < 0.5), name
+    final = [line for line in printed.splitlines() if "held-out agreement" in line
+             and "warning" not in line][-1]
+    assert f"; worst class {worst} {scored[worst]:.3f} ({per_class[worst]['images']} images)" \
+        in final
+    tags = _held_out_tags(workdir)
+    assert {"held_out/agreement", "held_out/worst_class_agreement"} <= tags
+    assert {f"held_out/agreement_per_class/{name}" for name in scored} <= tags
+
+
+def test_train_writes_outputs_and_resumes(tiny_config, tmp_path, recwarn, monkeypatch, capsys):
     workdir = str(tmp_path / "run")
     calls = _record_calls(monkeypatch)
     tiny_config.standing_stats_batches = 3
     metrics = training.train(tiny_config, workdir, verbose=0)
+    _check_per_class_report(metrics, capsys.readouterr().out, workdir)
     # The final evaluation runs on both sides of G_ema's standing statistics; the reported
     # agreement is the one after them.
     assert calls == [("evaluate",), ("standing", 3, 3), ("evaluate",)]

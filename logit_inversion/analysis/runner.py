@@ -17,6 +17,7 @@ from logit_inversion.analysis import (adversarial, compare, factor_regressor, fa
                                       reconstructions, report)
 from logit_inversion.analysis.data import load_images
 from logit_inversion.analysis.model import open_model
+from logit_inversion.evaluation import noise_use
 
 MODULES = {
     "reconstructions": reconstructions, "invariance": invariance,
@@ -100,9 +101,10 @@ def run_analyses(model_paths, experiments, output_dir, *, dataset=None, split="t
         external = load_images(ood_dataset, ood_split, model.resolution, num_images,
                                ood_data_dir, minimum=1)
     os.makedirs(output_dir, exist_ok=True)
+    diversity = check_noise_use(models, data, seed, log)
 
     meta = {"model": [m.describe() for m in models], "data": data.source, "seed": seed,
-            "command": command}
+            "command": command, "epsilon_diversity": diversity}
     entries, records = [], {}
     todo = [name for name in names if name not in skipped]
     for name in names:
@@ -131,6 +133,20 @@ def run_analyses(model_paths, experiments, output_dir, *, dataset=None, split="t
         report.atomic_write(path, report.index_html(entries, page_meta))
         log(f"index: {path}")
     return records
+
+
+def check_noise_use(models, data, seed=0, log=print):
+    """The collapse check, before any experiment: a warning line for every model whose
+    ε-diversity on `data` is below `noise_use.THRESHOLD` (its invariance figures would show
+    the generator's collapse, not what Φ ignores). Returns {model name: ε-diversity}."""
+    values = {}
+    for m in models:
+        if m.resolution != data.images.shape[1]:   # not scored on these images
+            continue
+        _, values[m.name] = invariance.noise_use_of(m, data, seed)
+        if noise_use.ignores_noise(values[m.name]):
+            log(f"warning: {m.name}: {noise_use.warning(values[m.name])}")
+    return values
 
 
 def _run_one(name, models, data, seed, options):

@@ -1,6 +1,7 @@
 """Keras callbacks that turn `fit()` into a resumable, observable training run."""
 
 import math
+import re
 import time
 
 import keras
@@ -95,4 +96,23 @@ class TensorBoardLogger(keras.callbacks.Callback):
                                      visualize.to_uint8(recon)])
         with self.writer.as_default(step=_step(self.model)):
             tf.summary.image("originals_over_reconstructions", grid[None], max_outputs=1)
+        self.writer.flush()
+
+    def log_held_out(self, metrics):
+        """The final held-out scores of `metrics` (as `trainer.train` writes them): overall and
+        per-class agreement and ε-diversity, at the last step, under `held_out/`."""
+        def scalar(tag, value):
+            if value is not None:
+                tf.summary.scalar(tag, float(value))
+
+        with self.writer.as_default(step=int(metrics["steps"])):
+            scalar("held_out/agreement", metrics.get("agreement"))
+            scalar("held_out/worst_class_agreement", metrics.get("worst_class_agreement"))
+            scalar("held_out/epsilon_diversity", metrics.get("epsilon_diversity"))
+            for name, row in (metrics.get("per_class") or {}).items():
+                # Summary tags allow letters, digits and `._-/`; class names may hold spaces.
+                tag = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+                scalar(f"held_out/agreement_per_class/{tag}", row.get("agreement"))
+                scalar(f"held_out/epsilon_diversity_per_class/{tag}",
+                       row.get("epsilon_diversity"))
         self.writer.flush()

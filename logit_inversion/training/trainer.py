@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from logit_inversion.training import callbacks as callbacks_lib
+from logit_inversion.training import class_report
 from logit_inversion import files, visualize
 from logit_inversion.training import checkpoints as checkpointing, strategies as distribute
 from logit_inversion.training import cpu_bfloat16
@@ -304,8 +305,10 @@ def train(config, workdir, strategy="default", tpu=None, verbose=1):
     guard = callbacks_lib.NanGuard()
     throughput = callbacks_lib.Throughput(config.steps_per_execution)
     cbs = [guard, callbacks_lib.Checkpointer(manager, guard), throughput]
+    board = None
     if chief:
-        cbs.append(callbacks_lib.TensorBoardLogger(files.join(workdir, "tensorboard"), fixed))
+        board = callbacks_lib.TensorBoardLogger(files.join(workdir, "tensorboard"), fixed)
+        cbs.append(board)
     epochs = config.num_steps // config.checkpoint_every
     initial_epoch = start_step // config.checkpoint_every
     start = time.perf_counter()
@@ -321,6 +324,9 @@ def train(config, workdir, strategy="default", tpu=None, verbose=1):
             f"checkpoint ({last}) is kept; lower the learning rates or resume from it.")
 
     metrics = evaluate(inverter, config, workdir, fixed)
+    if chief:   # per class: the same held-out images, in the same order, as `evaluate`
+        eval_batch = eval_batch_size(config, strategy.num_replicas_in_sync)
+        metrics.update(class_report.scores(inverter, _eval_dataset(config, eval_batch)))
     global_batch = config.batch_size * config.d_steps
     metrics.update({
         "steps": int(inverter.g_optimizer.iterations.numpy()),
@@ -339,10 +345,14 @@ def train(config, workdir, strategy="default", tpu=None, verbose=1):
     if not chief:
         return metrics
     checkpointing.write_json_atomic(files.join(workdir, "metrics.json"), metrics)
+    board.log_held_out(metrics)
+    for line in class_report.warning_lines(metrics):
+        print(f"logit_inversion: {line}", flush=True)
     without = metrics["agreement_without_standing_stats"]
     print(f"logit_inversion: held-out agreement {metrics['agreement']:.3f} on "
           f"{metrics['eval_examples']} images"
           + (f" ({without:.3f} without standing statistics)" if without is not None else "")
+          + f"; {class_report.summary(metrics)}"
           + f"; outputs in {workdir}: metrics.json, "
           "reconstructions.png, tensorboard/, checkpoints/", flush=True)
     return metrics
