@@ -29,6 +29,11 @@ SHAPES_CLASSIFIER = ["--dataset=shapes", "--epochs=8"]
 VARIANTS = {"shapes_wide": ["--width=64"], "shapes_adam": ["--optimizer=adam"]}
 # Inverters shipped in savedmodels/ (their export is committed).
 SHIPPED = ("cifar10_standard", "cifar10_robust")
+# The classifier that judges each inverter's wrong-logit reconstructions beside Φ (Φ alone is
+# circular: the inverter was trained to satisfy it): another shipped classifier of the same
+# classes, trained another way.
+SECOND_CLASSIFIER = {"cifar10_standard": "cifar10_robust", "cifar10_robust": "cifar10_standard",
+                     "shapes": "shapes_robust", "shapes_robust": "shapes"}
 
 
 @dataclasses.dataclass
@@ -96,6 +101,7 @@ def stages(root="runs/reproduce", data_dir="../shared/data/tfds", python=None):
         out.append(Stage(
             f"analyze_{name}", f"every bin/analyze experiment on {name}",
             [[python, "bin/analyze", f"--model={model}", *eval_data, "--experiment=all",
+              f"--second_classifier={SECOND_CLASSIFIER.get(classifier, 'shapes_robust')}",
               f"--output_dir={analysis}"]],
             [os.path.join(analysis, "index.html")]))
     return out + _hinge_stages(root, data_dir, python)
