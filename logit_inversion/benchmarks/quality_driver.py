@@ -10,7 +10,10 @@ Every `--probe_every` generator steps the probe reconstructs the same held-out i
 the same noise (G_ema, inference mode, no standing statistics: the cheap check a stopping
 rule can afford) and appends one JSON line to `--output`:
 {"step", "wall_seconds", "probe_seconds", "agreement", "identification_l2",
- "cpu_seconds"}. `wall_seconds` counts from the first training step and includes every
+ "cpu_seconds", "class_agreement", "worst_class_agreement", "class_epsilon_diversity",
+ "min_epsilon_diversity"}: agreement per class of Φ(x) and its minimum; and, with
+`--noise_use` (the ε-diversity module's path, loaded like the identification metric), each
+class's ε-diversity from `--noise_images` images per class × 4 resampled ε, and its minimum. `wall_seconds` counts from the first training step and includes every
 probe, and the 16 first images with their reconstructions to `<output stem>_grid.npz` (the
 latest) and `<output stem>_grid_<step>.npz` (each probe's). With `--targets` it stops at the
 first probe that meets all of them.
@@ -47,16 +50,20 @@ def main(argv=None):
     parser.add_argument("--probe_every", type=int, default=100)
     parser.add_argument("--num_images", type=int, default=500)
     parser.add_argument("--targets", default="{}")
+    parser.add_argument("--noise_use", default=None)
+    parser.add_argument("--noise_images", type=int, default=12)
     args = parser.parse_args(argv)
 
     sys.path.insert(0, os.path.abspath(args.code_root))
     import keras
     import numpy as np
+    import tensorflow as tf
     import logit_inversion
     from logit_inversion import training
     from logit_inversion.configs import demo
     from logit_inversion.data.pipeline import build_dataset
     identification = _load_module(args.identification, "quality_identification")
+    noise_use = _load_module(args.noise_use, "quality_noise_use") if args.noise_use else None
 
     config = demo.get_config()
     for key, value in json.loads(args.overrides).items():
@@ -85,6 +92,18 @@ def main(argv=None):
     logits_fn = getattr(inverter.classifier, "logits", inverter.classifier)
     noise = inverter.sample_noise(args.num_images, seed=(1, 2))
 
+    def _class_diversity(classes, num_classes):
+        """Each class's ε-diversity: 4 ε for up to `noise_images` held-out images each."""
+        picked = np.concatenate([np.flatnonzero(classes == c)[:args.noise_images]
+                                 for c in range(num_classes)])
+        samples = np.stack([
+            inverter.generate(inverter.classifier(tf.gather(images, picked)),
+                              inverter.sample_noise(len(picked), seed=(3, k))).numpy()
+            for k in range(4)], axis=1)
+        rows = noise_use.epsilon_diversity(samples, classes[picked], images.numpy(), classes,
+                                           num_classes)
+        return [row["epsilon_diversity"] for row in rows]
+
     class Probe(keras.callbacks.Callback):
         def __init__(self):
             super().__init__()
@@ -109,6 +128,12 @@ def main(argv=None):
             recon_classes = np.argmax(np.concatenate([
                 logits_fn(recon[i:i + 250]) for i in range(0, args.num_images, 250)]), -1)
             agreement = float(np.mean(recon_classes == self.target_classes))
+            num_classes = int(logits_fn(images[:1]).shape[-1])
+            per_class = [float(np.mean((recon_classes == self.target_classes)[
+                self.target_classes == c])) if np.any(self.target_classes == c) else None
+                for c in range(num_classes)]
+            diversity = (_class_diversity(self.target_classes, num_classes)
+                         if noise_use else None)
             ident = identification.identification(images.numpy(), recon, labels,
                                                   num_distractors=9, metrics=("l2",))
             now = time.perf_counter()
@@ -117,8 +142,15 @@ def main(argv=None):
                       "probe_seconds": round(now - began, 2),
                       "agreement": agreement,
                       "identification_l2": float(ident["l2"]),
-                      "cpu_seconds": round(_cpu_seconds() - self.cpu_start, 2)}
-            met = bool(targets) and all(record[k] >= v for k, v in targets.items())
+                      "cpu_seconds": round(_cpu_seconds() - self.cpu_start, 2),
+                      "class_agreement": per_class,
+                      "worst_class_agreement": min(a for a in per_class if a is not None)}
+            if diversity is not None:
+                record["class_epsilon_diversity"] = diversity
+                record["min_epsilon_diversity"] = min(
+                    (d for d in diversity if d is not None), default=None)
+            met = bool(targets) and all(record.get(k) is not None and record[k] >= v
+                                        for k, v in targets.items())
             record["targets_met"] = met
             with open(args.output, "a") as f:
                 f.write(json.dumps(record) + "\n")
