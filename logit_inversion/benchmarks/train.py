@@ -11,6 +11,12 @@ and after the steps, so that a shared or throttled CPU affects both sides of the
 better of the two is used. With `profile_steps > 0` the TF profiler records a few plain steps
 and the ops that take the time are listed.
 
+For `xla`, `first_step_seconds` is the compile (plus one step), and where XLA dumps its
+modules (`XLA_FLAGS=--xla_dump_to=DIR`, which `bin/benchmark train` sets) the result also
+counts the step's compiles over all its calls (1 when nothing recompiles) and the variable
+reads lowered as constants (0), from `benchmarks.xla_dump`; `xla_vs_no_xla` is the ratio of
+steady-state steps/s measured in the same run.
+
 Example:
     >>> from logit_inversion.benchmarks import train
     >>> from logit_inversion.configs import demo
@@ -84,6 +90,30 @@ def _time_variant(step, data, options):
     seconds = time.perf_counter() - start
     return {"steps_per_second": options["steps"] / seconds,
             "first_step_seconds": round(first, 2), "peak_rss_mb": _peak_rss_mb()}
+
+
+XLA_STEP_NAME = "benchmark_xla_train_step"
+
+
+def _named(method, name):
+    def step(data):
+        return method(data)
+    step.__name__ = name
+    return step
+
+
+def _xla_compiles():
+    """The xla step's compile count and constant variable reads, where XLA dumps modules."""
+    from logit_inversion.benchmarks import xla_dump
+
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    folders = [flag.split("=", 1)[1] for flag in flags if flag.startswith("--xla_dump_to=")]
+    if not folders:
+        return {"compiles": None}
+    summary = xla_dump.summary(folders[-1], XLA_STEP_NAME)
+    return {"compiles": summary["compiles"],
+            "constant_variable_reads": summary["constant_variable_reads"],
+            "hlo_instructions": summary["hlo_instructions"]}
 
 
 def op_kind(op_type):
@@ -180,7 +210,8 @@ def run(config=None, args=None):
     from logit_inversion.training import cpu_bfloat16
     plain = tf.function(inverter.train_step)
     # The rewrite applies per call, to a separate instantiation of the same traced step.
-    steps = {"no_xla": plain, "xla": tf.function(inverter.train_step, jit_compile=True),
+    steps = {"no_xla": plain, "xla": tf.function(_named(inverter.train_step, XLA_STEP_NAME),
+                                                  jit_compile=True),
              "bfloat16": cpu_bfloat16.scoped(plain)}
     counted = flops_lib.count_inverter(inverter, config, trace_batches=(config.batch_size,),
                                        step=steps["no_xla"])
@@ -207,6 +238,11 @@ def run(config=None, args=None):
                 "fraction_of_matmul_peak": round(rate * per_step / peak, 4)})
             if name == "bfloat16":
                 result["fraction_of_bfloat16_matmul_peak"] = round(rate * per_step / bf16_peak, 4)
+    if "steps_per_second" in timings.get("xla", {}):
+        timings["xla"].update(_xla_compiles())
+        if "steps_per_second" in timings.get("no_xla", {}):
+            timings["xla"]["xla_vs_no_xla"] = round(
+                timings["xla"]["steps_per_second"] / timings["no_xla"]["steps_per_second"], 3)
     profile, kinds = [], []
     if options["profile_steps"]:
         every_op = profile_ops(steps[options["profile_variant"]], data,
@@ -254,6 +290,11 @@ def table(result):
         lines.append(f"{name:<8} {r['steps_per_second']:>8.2f} {r['images_per_second']:>9.1f} "
                      f"{r['flops_per_second'] / 1e9:>8.1f} {r['fraction_of_matmul_peak']:>8.1%} "
                      f"{r['peak_rss_mb']:>8.0f} {r['first_step_seconds']:>10.1f}")
+    xla = result.get("xla", {})
+    if "xla_vs_no_xla" in xla:
+        lines.append(f"xla: {xla['xla_vs_no_xla']:.2f}× plain TF's steps/s; compiled "
+                     f"{xla.get('compiles')} time(s) over {result['config']['steps'] + 1 + result['config']['warmup_steps']} calls, "
+                     f"{xla.get('constant_variable_reads')} variable reads as constants")
     bf16 = result.get("bfloat16", {})
     if "fraction_of_bfloat16_matmul_peak" in bf16:
         bf16_peak = result["matmul_peak_flops_per_second"]["bfloat16"]
