@@ -11,11 +11,16 @@ from logit_inversion.analysis import model as analysis_model
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory, tiny_classifier_path, shapes_data_dir):
-    root = tmp_path_factory.mktemp("wrong_logits")
-    (root / "workdir").mkdir()
+    from logit_inversion import training
+    from logit_inversion.training import checkpoints
+
+    workdir = str(tmp_path_factory.mktemp("wrong_logits"))
     config = testing.tiny_config(tiny_classifier_path, shapes_data_dir)
-    testing.save_workdir_and_export(config, root / "workdir", root / "export")
-    return analysis_model.open_model(str(root / "workdir"))
+    inverter = training.build_inverter(config)
+    training.compile_inverter(inverter, config)
+    checkpoints.record_config(workdir, config)
+    checkpoints.make_manager(inverter, workdir, keep=1).save()
+    return analysis_model.open_model(workdir)
 
 
 @pytest.fixture(scope="module")
