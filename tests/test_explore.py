@@ -133,10 +133,13 @@ def _fetch(page, url):
 
 def _download_view(page, tmp_path, name):
     """Clicks the download button; returns the view's JSON record (saved under tmp_path)."""
-    before = page.locator("#download_files a").count()
+    previous = [a.get_attribute("href") for a in page.locator("#download_files a").all()]
     page.click("#download")
+    # New files: two links, neither of them one of the previous download's.
     page.wait_for_function(
-        "n => document.querySelectorAll('#download_files a').length >= 2", arg=before)
+        "old => { const a = [...document.querySelectorAll('#download_files a')];"
+        " return a.length >= 2 && a.every(x => !old.includes(x.getAttribute('href'))); }",
+        arg=previous)
     links = page.locator("#download_files a")
     hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
     [json_href] = [h for h in hrefs if h.endswith(".json")]
@@ -262,13 +265,25 @@ def test_nan_logits_and_bad_files_are_messages():
 
 
 def test_not_an_inverter_is_refused_in_one_line(tmp_path):
-    result = subprocess.run([sys.executable, EXPLORE, f"--model={tmp_path}"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
-    if "needs the [explore] extra" in result.stderr:
-        pytest.skip("gradio is not installed")
-    assert result.returncode != 0
-    lines = [line for line in result.stderr.splitlines() if line.startswith("bin/explore")]
-    assert len(lines) == 1 and "is not an inverter" in lines[0], result.stderr[-2000:]
+    """Refused before the server starts: a folder of something else, and a plain file."""
+    (tmp_path / "notes.txt").write_text("hello")
+    for path in (tmp_path, tmp_path / "notes.txt"):
+        result = subprocess.run([sys.executable, EXPLORE, f"--model={path}"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=120)
+        if "needs the [explore] extra" in result.stderr:
+            pytest.skip("gradio is not installed")
+        assert result.returncode != 0
+        lines = [line for line in result.stderr.splitlines() if line.startswith("bin/explore")]
+        assert len(lines) == 1 and "is not an inverter" in lines[0], result.stderr[-2000:]
+        assert "serving on" not in result.stdout
+
+
+def test_a_savedmodel_that_is_not_an_inverter_is_refused(tiny_classifier_path):
+    """A SavedModel of something else gets past the quick look; the loader refuses it."""
+    from logit_inversion.explore import session
+    with pytest.raises(ValueError, match="is not an inverter") as error:
+        session.open_models([tiny_classifier_path])
+    assert "\n" not in str(error.value)
 
 
 def test_without_gradio_says_how_to_install():
@@ -280,3 +295,18 @@ def test_without_gradio_says_how_to_install():
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert 'pip install -e ".[explore]"' in result.stderr
+
+
+def test_upload_honours_exif_orientation():
+    """A phone photo stored sideways (EXIF orientation 6) arrives upright, as served."""
+    from PIL import Image
+    from logit_inversion.explore import session
+
+    stored = np.full((32, 32, 3), 230, np.uint8)
+    stored[:, :16] = 20                       # dark left half as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6                          # "rotate 90° clockwise to view"
+    buffer = io.BytesIO()
+    Image.fromarray(stored).save(buffer, format="JPEG", quality=95, exif=exif.tobytes())
+    upright = session.decode_image(buffer.getvalue(), 32).astype(float)
+    assert upright[:16].mean() < 80 and upright[16:].mean() > 170   # dark half now on top

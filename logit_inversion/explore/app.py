@@ -45,7 +45,7 @@ def _guarded(count):
             except Exception as error:  # pylint: disable=broad-except
                 traceback.print_exc(file=sys.stderr)
                 message = f"Something went wrong ({type(error).__name__}): {error}".splitlines()[0]
-            gr.Warning(message)
+            gr.Warning(message, duration=6)
             return (*[gr.update() for _ in range(count)], f"⚠️ {message}")
         return run
     return wrap
@@ -100,7 +100,7 @@ def build(explorer, title="Logit inversion explorer"):
                         captions = explorer.gallery_labels or [None] * len(explorer.gallery)
                         gallery = gr.Gallery(
                             [(image, caption) for image, caption in zip(explorer.gallery, captions)],
-                            columns=6, height=230, allow_preview=False, show_label=False,
+                            columns=4, height=250, allow_preview=False, show_label=False,
                             elem_id="gallery", elem_classes="pixels")
                 with gr.Row():
                     source_image = gr.Image(label="x (as the model sees it)", height=200,
@@ -157,7 +157,8 @@ def build(explorer, title="Logit inversion explorer"):
                 with gr.Row():
                     download = gr.Button("Download view (PNG + JSON)", elem_id="download")
                     download_files = gr.File(label="view", file_count="multiple", height=90,
-                                             interactive=False, elem_id="download_files")
+                                             interactive=False, elem_id="download_files",
+                                             visible=False)
 
         with gr.Accordion("Interpolate between two images' logits", open=False):
             gr.Markdown("Image A is the one above; choose B here (or click a test image with "
@@ -222,7 +223,8 @@ def build(explorer, title="Logit inversion explorer"):
                               for name, p, _ in top]
             slider_updates += [gr.update(label="—", value=0)] * (session.TOP - len(top))
             return (source, source.images[0], _label(top), _logit_frame(logits, names),
-                    [index for _, _, index in top], *slider_updates, None, "")
+                    [index for _, _, index in top], *slider_updates,
+                    gr.update(value=None, visible=False), "")
 
         source_outputs = [source_a, source_image, source_top, logit_plot, slider_classes,
                           *deltas, download_files, status]
@@ -251,7 +253,7 @@ def build(explorer, title="Logit inversion explorer"):
 
         for control in [samples, shift, scale, sigma, *deltas]:
             control.input(render, render_inputs, render_outputs, trigger_mode="always_last",
-                          show_progress="hidden")
+                          show_progress="hidden", queue=False)
         seed.submit(render, render_inputs, render_outputs, show_progress="hidden")
         seed.blur(render, render_inputs, render_outputs, show_progress="hidden")
 
@@ -286,7 +288,7 @@ def build(explorer, title="Logit inversion explorer"):
                     for image, v in zip(source.images, views)]
             with open(png_path, "wb") as f:
                 f.write(session.encode_png(pictures.view_png(rows)))
-            return [png_path, json_path], ""
+            return gr.update(value=[png_path, json_path], visible=True), ""
 
         download.click(write_download, render_inputs, [download_files, status])
 

@@ -63,7 +63,8 @@ def open_models(paths, class_names=None):
     models = []
     for path in paths:
         try:
-            models.append(analysis_model.open_model(path, class_names=class_names))
+            models.append(analysis_model.open_model(path, name=_model_name(path),
+                                                    class_names=class_names))
         except Exception as error:  # pylint: disable=broad-except
             # Whatever the loader trips on (a missing folder, a SavedModel of something else,
             # a corrupt checkpoint), the user needs one line naming the path, not a traceback.
@@ -74,6 +75,16 @@ def open_models(paths, class_names=None):
         raise ValueError("The two models must have the same number of classes to share the "
                          f"logit controls. Received: {[m.num_classes for m in models]}")
     return models
+
+
+def _model_name(path):
+    """A label for the page: the folder's name, or its parent's for a version folder
+    (`savedmodels/NAME/3` → `NAME/3`)."""
+    path = str(path).rstrip("/")
+    base = path.rsplit("/", 1)[-1]
+    if base.isdigit() and "/" in path:
+        return f"{path.rsplit('/', 2)[-2]}/{base}"
+    return base
 
 
 def decode_image(data, resolution):
