@@ -210,7 +210,8 @@ def test_explore_in_a_browser(server, browser, inverter, tmp_path):
 
     # The edited view's JSON re-makes its picture (G of the stored logits and seed).
     record = _download_view(page, tmp_path, "edited_view")
-    assert record["settings"]["scale"] == 3 and record["seed"] == int(page.input_value("#seed input"))
+    assert record["settings"]["scale"] == 3
+    assert record["seed"] == int(page.input_value("#seed input"))
     remade = reproduce.reconstruction(record, model_path=inverter).astype(np.int16)
     assert np.abs(remade - resampled).max() <= 1
 

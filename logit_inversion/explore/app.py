@@ -77,7 +77,9 @@ def build(explorer, title="Logit inversion explorer"):
     n_models = len(models)
     names = explorer.class_names
 
-    with gr.Blocks(title=title) as page:
+    # Every new picture is a file in Gradio's cache; a page left open for days would fill
+    # the disk, so files older than an hour are removed, hourly.
+    with gr.Blocks(title=title, delete_cache=(3600, 3600)) as page:
         source_a = gr.State(None)
         source_b = gr.State(None)
         slider_classes = gr.State([])   # the class index behind each δ slider
@@ -99,7 +101,7 @@ def build(explorer, title="Logit inversion explorer"):
                                           value="A: the image to invert", show_label=False)
                         captions = explorer.gallery_labels or [None] * len(explorer.gallery)
                         gallery = gr.Gallery(
-                            [(image, caption) for image, caption in zip(explorer.gallery, captions)],
+                            list(zip(explorer.gallery, captions)),
                             columns=4, height=250, allow_preview=False, show_label=False,
                             elem_id="gallery", elem_classes="pixels")
                 with gr.Row():
@@ -197,12 +199,16 @@ def build(explorer, title="Logit inversion explorer"):
                 edited_top = view.edited_top[0]
                 facts = [f"edited logits' top-1: **{edited_top[0]}** ({edited_top[1]:.0%}); "
                          f"ŝ = {view.unit:.3g}"]
+                if n_models > 1:   # the left column shows the first model's Φ(x) only
+                    facts.insert(0, f"Φ(x) top-1: **{view.top[0][0]}** ({view.top[0][1]:.0%})")
                 if view.std_map is not None:
                     facts.append(f"mean pixel std over K = {settings.samples}: "
                                  f"**{view.mean_std:.4f}**")
-                out += [view.reconstruction, _label(view.reconstruction_top),
-                        pictures.tile(view.samples, GRID_COLUMNS) if view.samples is not None else None,
-                        pictures.std_image(view.std_map) if view.std_map is not None else None,
+                grid = std = None
+                if view.samples is not None:
+                    grid = pictures.tile(view.samples, GRID_COLUMNS)
+                    std = pictures.std_image(view.std_map)
+                out += [view.reconstruction, _label(view.reconstruction_top), grid, std,
                         "\n\n".join(facts)]
             return (*out, "")
 

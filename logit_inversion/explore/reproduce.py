@@ -18,7 +18,8 @@ import numpy as np
 
 def reconstruction(record, model_path=None):
     """uint8 `[R, R, 3]`: the view's reconstruction, G(edited logits, ε(seed))."""
-    from logit_inversion.analysis import model as analysis_model  # pylint: disable=import-outside-toplevel
+    # pylint: disable=import-outside-toplevel  (TensorFlow loads only when a view is re-made)
+    from logit_inversion.analysis import model as analysis_model
     from logit_inversion.explore import session  # pylint: disable=import-outside-toplevel
 
     record = session.read_view(record)

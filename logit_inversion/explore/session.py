@@ -9,7 +9,8 @@ An `Explorer` holds one or two inverters (opened with `analysis.model.open_model
   source images: the view can then be re-made from the stored R×R PNG through `bin/reconstruct`.
 - `render(source, settings)`: Φ(x), its top-5, the edited logits, G(edited, ε) with its own top-5
   under Φ, and K reconstructions for K noise seeds with their per-pixel std map.
-- `interpolate(a, b, seed)`: G((1 − α) Φ(a) + α Φ(b), ε) along α, and where the class switches.
+- `interpolate(a, b, seed)`: G((1 − α) Φ(a) + α Φ(b), ε) along α, and where the class
+  switches.
 - `view_record(...)`: the JSON that reproduces a view (see `reproduce`).
 
 Noise: sample j of a view with seed s uses `serving.export.noise_from_seeds(s + j)`, the
@@ -17,10 +18,10 @@ convention of `bin/reconstruct` (one image, `--num_samples=K --seed=s`) and of t
 `reconstruct` signature; sample 0 is the main reconstruction.
 
 Edits, as `bin/analyze --experiment manipulations` defines them, combined:
-`z' = s·z + c·ŝ + σ·ŝ·n + Σ_k δ_k·ŝ·e_k`, with ŝ the std of this image's logits, n ~ N(0, I) drawn
-from `seed + 1` (the manipulations experiment's perturbation convention) and e_k the k-th unit
-vector (one slider per top class). The defaults (s = 1, c = σ = δ = 0) leave z unchanged, so the
-unedited view is exactly G(Φ(x), ε).
+`z' = s·z + c·ŝ + σ·ŝ·n + Σ_k δ_k·ŝ·e_k`, with ŝ the std of this image's logits,
+n ~ N(0, I) drawn from `seed + 1` (the manipulations experiment's perturbation convention) and
+e_k the k-th unit vector (one slider per top class). The defaults (s = 1, c = σ = δ = 0)
+leave z unchanged, so the unedited view is exactly G(Φ(x), ε).
 """
 
 import base64
@@ -68,7 +69,7 @@ def open_models(paths, class_names=None):
         except Exception as error:  # pylint: disable=broad-except
             # Whatever the loader trips on (a missing folder, a SavedModel of something else,
             # a corrupt checkpoint), the user needs one line naming the path, not a traceback.
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
             raise ValueError(f"{path} is not an inverter (a bin/train workdir or an exported "
                              f"inverter): {first}") from None
     if len({m.num_classes for m in models}) > 1:
