@@ -236,6 +236,17 @@ def test_explore_in_a_browser(server, browser, inverter, tmp_path):
         via_reconstruct = _pixels(f.read())
     assert np.abs(via_reconstruct - plain).max() <= 1
     page.screenshot(path=str(tmp_path / "4_reset.png"), full_page=True)
+
+    # Interpolate from the upload to a second image: a strip, and where the class switches.
+    (tmp_path / "other.png").write_bytes(_png(255 - photo))
+    page.get_by_text("Interpolate between two images' logits").click()
+    _upload(page, "upload_b", tmp_path / "other.png")
+    page.wait_for_selector("#source_b img")
+    page.click("#interpolate")
+    page.wait_for_selector("#strip0 img")
+    page.wait_for_function(
+        "() => /class switch/.test(document.querySelector('#strip_facts').innerText)")
+    page.screenshot(path=str(tmp_path / "5_interpolated.png"), full_page=True)
     assert "Traceback" not in page.content()
     page.close()
 

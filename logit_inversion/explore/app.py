@@ -168,6 +168,9 @@ def build(explorer, title="Logit inversion explorer"):
             with gr.Row():
                 upload_b = gr.UploadButton("Upload image B", type="filepath",
                                            elem_id="upload_b")
+                source_b_image = gr.Image(label="B", height=110, interactive=False,
+                                          format="png", elem_id="source_b",
+                                          elem_classes="pixels")
                 steps = gr.Slider(2, 17, session.INTERPOLATION_STEPS, step=1, label="steps")
                 interpolate = gr.Button("Interpolate", elem_id="interpolate")
             strip_images = [gr.Image(label=f"{m.name}: α from 0 (A) to 1 (B); red: first "
@@ -248,14 +251,16 @@ def build(explorer, title="Logit inversion explorer"):
         after_source(upload.upload(from_upload, upload, source_outputs))
 
         if explorer.gallery is not None:
-            @_guarded(7 + session.TOP)
+            @_guarded(8 + session.TOP)
             def from_gallery(choice, event: gr.SelectData):
                 source = explorer.source_from_gallery(event.index)
                 if choice.startswith("B"):
-                    return (source, *[gr.update() for _ in range(6 + session.TOP)], "")
-                return (gr.update(), *set_source(source))
+                    return (source, source.images[0],
+                            *[gr.update() for _ in range(6 + session.TOP)], "")
+                return (gr.update(), gr.update(), *set_source(source))
 
-            after_source(gallery.select(from_gallery, target, [source_b, *source_outputs]))
+            after_source(gallery.select(from_gallery, target,
+                                        [source_b, source_b_image, *source_outputs]))
 
         for control in [samples, shift, scale, sigma, *deltas]:
             control.input(render, render_inputs, render_outputs, trigger_mode="always_last",
@@ -298,13 +303,14 @@ def build(explorer, title="Logit inversion explorer"):
 
         download.click(write_download, render_inputs, [download_files, status])
 
-        @_guarded(1)
+        @_guarded(2)
         def from_upload_b(path):
             if not path:
-                return gr.update(), ""
-            return explorer.source_from_bytes(_read(path), os.path.basename(path)), ""
+                return gr.update(), gr.update(), ""
+            source = explorer.source_from_bytes(_read(path), os.path.basename(path))
+            return source, source.images[0], ""
 
-        upload_b.upload(from_upload_b, upload_b, [source_b, status])
+        upload_b.upload(from_upload_b, upload_b, [source_b, source_b_image, status])
 
         @_guarded(len(models) + 1)
         def run_interpolation(a, b, seed_value, steps_value):
