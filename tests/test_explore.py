@@ -58,6 +58,7 @@ def _pixels(data):
 @pytest.fixture(scope="module")
 def inverter(tmp_path_factory, tiny_classifier_path, shapes_data_dir):
     """A tiny (untrained) inverter, exported as bin/explore and bin/reconstruct take it."""
+    _require_browser()   # before the build: a skip should cost nothing
     from logit_inversion import testing
     root = tmp_path_factory.mktemp("explore_model")
     config = testing.tiny_config(tiny_classifier_path, shapes_data_dir)

@@ -337,13 +337,13 @@ def build(explorer, title="Logit inversion explorer"):
     return page
 
 
-def serve(explorer, port=0, quiet=False):
-    """Builds and launches the page on 127.0.0.1 (never another interface); blocks.
+def serve(explorer, port=0):
+    """Builds and launches the page on 127.0.0.1 (never another interface); blocks until
+    interrupted.
 
     Args:
         explorer: a `session.Explorer`.
         port: TCP port; 0 picks a free one.
-        quiet: print only the address line.
     """
     page = build(explorer)
     page.queue(default_concurrency_limit=1)
@@ -353,7 +353,6 @@ def serve(explorer, port=0, quiet=False):
         footer_links=[], ssr_mode=False, mcp_server=False)
     # The one line a user (and the test harness) looks for.
     print(f"bin/explore: serving on {url.rstrip('/')}/", flush=True)
-    del quiet
     try:
         page.block_thread()
     except KeyboardInterrupt:
