@@ -13,7 +13,6 @@ import tensorflow as tf
 from logit_inversion import testing, training
 from logit_inversion.classifiers import frozen
 from logit_inversion.classifiers import load_classifier
-from logit_inversion.configs import validation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -142,13 +141,13 @@ def test_remote_handle_outside_registry_works_with_flags(hub48, monkeypatch):
 def test_build_inverter_from_config_keys(hub48, shapes_data_dir):
     config = testing.tiny_config(hub48, shapes_data_dir,
                                  **{"classifier_spec.value_range": (0, 255)})
-    validation.validate(config)
+    training.validate_config(config)
     inverter = training.build_inverter(config)
     assert inverter.num_classes == 7 and inverter.classifier.spec.input_size == 48
     assert inverter.classifier.spec.value_range == (0.0, 255.0)
     config.classifier_spec.value_range = None
     with pytest.raises(ValueError, match="needs classifier_spec.value_range"):
-        validation.validate(config)
+        training.validate_config(config)
 
 
 def test_train_without_what_cannot_be_inferred_writes_nothing(hub48, shapes_data_dir, tmp_path):

@@ -1,13 +1,17 @@
 """`configs.validation.validate`: every bad value fails in one line before a workdir exists."""
 
+import importlib
 import os
+import pkgutil
 import subprocess
 import sys
 
+import keras
 import pytest
 
-from logit_inversion import training
-from logit_inversion.configs import cifar10, demo, imagenet64, imagenet128, validation
+from logit_inversion import configs, training
+from logit_inversion.configs import base, validation
+from logit_inversion.models import arch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAN = float("nan")
@@ -64,8 +68,13 @@ BAD = [
      "one of [8, 16, 32]"),
     ({"model.d_attention": 4}, "config.model.d_attention must be 0 (none) or a feature-map size"),
     # Keys added by other features are checked by type: finite numbers, counts >= 0.
-    ({"standing_stats_batches": -2},
-     "config.standing_stats_batches must be an integer >= 0 (a count)"),
+    ({"standing_stats_batches": -2}, "config.standing_stats_batches must be an integer >= 0"),
+    ({"preflight.num_examples": 0}, "config.preflight.num_examples must be an integer >= 1"),
+    ({"preflight.enabled": "no"}, "config.preflight.enabled must be True or False"),
+    ({"conditioning.size": 0}, "config.conditioning.size must be an integer >= 1"),
+    ({"conditioning.layer": ""}, "config.conditioning.layer must be a non-empty string"),
+    ({"feature_weight": -1.0}, "config.feature_weight must be a finite number >= 0"),
+    ({"deterministic": 1}, "config.deterministic must be True or False"),
     ({"extra.sharpness_weight": NAN}, "config.extra.sharpness_weight must be a finite number"),
     # A bad classifier or architecture fails before the workdir exists.
     ({"classifier": "no_such_classifier"}, "Cannot load classifier: expected a registry name"),
@@ -115,21 +124,78 @@ def test_batch_must_split_across_replicas_and_d_step_slices(tiny_config):
 def test_deep_generator_has_no_noise_chunks(tiny_config):
     tiny_config.model.noise_dim = 15
     with pytest.raises(validation.ConfigError, match="noise_dim must be a multiple of 4"):
-        validation.validate(tiny_config, check_classifier=False)
+        validation.validate(tiny_config, architecture=arch)
     tiny_config.model.deep = True   # BigGAN-deep feeds the whole noise to every block
-    validation.validate(tiny_config, check_classifier=False)
+    validation.validate(tiny_config, architecture=arch)
 
 
-@pytest.mark.parametrize("module", [demo, cifar10, imagenet64, imagenet128])
-def test_shipped_configs_are_valid(module):
-    validation.validate(module.get_config(), num_replicas=8, check_classifier=False)
+def _shipped_configs():
+    """Every module of `logit_inversion/configs/` with a `get_config`, by name."""
+    found = {}
+    for info in pkgutil.iter_modules(configs.__path__):
+        module = importlib.import_module(f"{configs.__name__}.{info.name}")
+        if hasattr(module, "get_config"):
+            found[info.name] = module.get_config
+    return found
+
+
+SHIPPED = _shipped_configs()
+
+
+def _keys(config, prefix=""):
+    for name in config.keys():
+        if hasattr(config[name], "keys"):
+            yield from _keys(config[name], f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}"
+
+
+def test_the_walk_finds_the_shipped_configs():
+    assert {"demo", "cifar10", "cifar10_cpu", "dosovitskiy_brox", "imagenet64",
+            "imagenet128"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", ["base", *sorted(SHIPPED)])
+def test_every_key_of_every_shipped_config_has_a_rule(name):
+    config = base.get_base_config() if name == "base" else SHIPPED[name]()
+    unvalidated = sorted(set(_keys(config)) - set(validation.KEYS))
+    assert not unvalidated, f"keys of {name} without a row in validation.KEYS: {unvalidated}"
+    # A key of a shipped config that base lacks would have a second default, or none.
+    assert set(_keys(config)) == set(_keys(base.get_base_config())), name
+
+
+def test_every_rule_is_for_a_key_of_base():
+    assert set(validation.KEYS) == set(_keys(base.get_base_config()))
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_configs_build_and_are_valid(name):
+    validation.validate(SHIPPED[name](), num_replicas=8, architecture=arch)
+
+
+def test_a_config_without_a_key_of_base_is_refused(tiny_config):
+    del tiny_config.preflight["num_examples"]
+    with pytest.raises(validation.ConfigError) as error:
+        validation.validate(tiny_config)
+    assert str(error.value) == (
+        "config.preflight.num_examples is missing: a config starts from configs/base.py's "
+        "get_base_config(). Received: a config without preflight.num_examples")
+
+
+def test_validation_imports_nothing_above_configs():
+    code = ("import sys, logit_inversion.configs.validation; "
+            "print(sorted(m for m in sys.modules if m.startswith('logit_inversion.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    loaded = eval(out.stdout)   # pylint: disable=eval-used
+    assert all(m.startswith("logit_inversion.configs") for m in loaded), loaded
 
 
 def test_rules_are_a_table_others_can_extend(tiny_config, monkeypatch):
-    tiny_config.standing_stats_batches = 0
-    validation.validate(tiny_config)   # an unlisted count of 0 is fine
-    monkeypatch.setitem(validation.KEYS, "standing_stats_batches", validation.integer(1))
-    with pytest.raises(validation.ConfigError, match="standing_stats_batches must be an integer >= 1"):
+    tiny_config.extra_batches = 0
+    validation.validate(tiny_config)   # a caller's own count of 0 is fine
+    monkeypatch.setitem(validation.KEYS, "extra_batches", validation.integer(1))
+    with pytest.raises(validation.ConfigError, match="extra_batches must be an integer >= 1"):
         validation.validate(tiny_config)
 
 
@@ -148,3 +214,13 @@ def test_bin_train_exits_with_one_line_and_no_workdir(tiny_classifier_path, shap
     assert out.stderr.strip().splitlines()[-1] == f"bin/train: error: {message}"
     assert "Traceback" not in out.stderr
     assert not workdir.exists()
+
+
+def test_a_run_gives_back_the_callers_dtype_policy(tiny_config, tmp_path):
+    # mixed_precision sets Keras's global policy for the run only; here the run stops after
+    # setting it (a held-out slice too small for the grid), and the policy is restored.
+    tiny_config.mixed_precision = True
+    tiny_config.eval_split = "test[:2]"
+    with pytest.raises(ValueError, match="The eval split 'test\\[:2\\]'"):
+        training.train(tiny_config, str(tmp_path / "run"), verbose=0)
+    assert keras.mixed_precision.global_policy().name == "float32"

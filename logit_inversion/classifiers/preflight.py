@@ -219,17 +219,18 @@ def check_classifier(classifier, dataset, split="test", data_dir=None, spec=None
 def check_config(config):
     """`check_classifier` for a training config: its classifier, eval split and resolution.
 
-    Settings: `config.preflight.accept_risk` (default False), `config.preflight.num_examples`
-    (default 256); `config.preflight.enabled=False` skips the check (returns None).
+    Settings (defaults in `configs/base.py`): `config.preflight.accept_risk`,
+    `config.preflight.num_examples`; `config.preflight.enabled=False` skips the check (returns
+    None).
     """
-    settings = config.get("preflight") or {}
-    if not settings.get("enabled", True):
+    settings = config.preflight
+    if not settings.enabled:
         return None
     try:
         return check_classifier(
             config.classifier, config.dataset, config.eval_split, config.data_dir,
-            spec=config.get("classifier_spec"), num_examples=settings.get("num_examples", 256),
-            resolution=config.resolution, accept_risk=settings.get("accept_risk", False))
+            spec=config.classifier_spec, num_examples=settings.num_examples,
+            resolution=config.resolution, accept_risk=settings.accept_risk)
     except PreflightError as error:
         raise PreflightError(as_flags(str(error), "--config.")) from None
 

@@ -69,6 +69,11 @@ def get_base_config():
     c.consistency_weight = 0.0
     c.consistency_temperature = 1.0
     c.pixel_weight = 0.0
+    # Dosovitskiy & Brox's decoder (configs/dosovitskiy_brox.py): no noise, and a feature term
+    # ‖C(x̂) − C(x)‖² / ‖C(x)‖² in the space of the classifier's layer `feature_layer`.
+    c.deterministic = False
+    c.feature_weight = 0.0
+    c.feature_layer = "penultimate"
     # The training log's agreement needs Φ on the fakes; when no loss does (the hinge
     # objective, D&B), that forward pass is taken only every this many generator steps.
     c.train_agreement_every = 10

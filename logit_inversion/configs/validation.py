@@ -6,11 +6,19 @@ A bad value fails in one line that names the key, the value and what was expecte
     config.checkpoint_every must be an integer >= 1. Received: checkpoint_every=0
 
 rather than as a traceback from deep inside Keras after the workdir, `config.json` and
-`tensorboard/` exist. `training.train` calls it first.
+`tensorboard/` exist. `training.train` calls it first, through `training.validate_config`.
 
-Extending it: a new key gets one row in `KEYS` (`integer`, `number`, `boolean`, `text`, ...);
-a rule between keys is a function `(config, num_replicas) -> message or None` in `CROSS_RULES`.
-Keys without a row are still checked by type: numbers must be finite, and counts (names such as
+Every rule is here, and this module imports nothing of the package above `configs`, so that
+the configs stay the bottom of the pipeline: what a rule needs from a later stage is passed
+in. `architecture` is the BigGAN table (`models.arch`), for the rules on the resolution, the
+block multipliers, the noise chunks and the attention sizes; `resolve_classifier` is
+`classifiers.frozen.resolve_spec`, so a bad classifier handle or spec fails here too.
+
+Extending it: a new key of `configs/base.py` gets one row in `KEYS` (`integer`, `number`,
+`boolean`, `text`, ...; `tests/test_validation.py` fails on a key of a shipped config without
+one); a rule between keys is a function `(config, num_replicas) -> message or None` in
+`CROSS_RULES` (`ARCHITECTURE_RULES` when it reads the table). Keys a caller adds beyond
+`configs/base.py` are still checked by type: numbers must be finite, and counts (names such as
 `num_*`, `*_steps`, `*_every`, `*_batches`, `*_examples`, `*_images`) non-negative integers.
 """
 
@@ -18,8 +26,6 @@ import dataclasses
 import math
 import re
 from typing import Any, Callable
-
-from logit_inversion.models import arch
 
 # numpy's global seed, which keras.utils.set_random_seed sets, must fit in 32 bits.
 _MAX_SEED = 2**32 - 1
@@ -110,7 +116,8 @@ def value_range():
     )
 
 
-# Every key of configs/base.py. Keys a config lacks (an older config.json) are skipped.
+# Every key of configs/base.py; a config without one of them is refused (a workdir's older
+# config.json gets the missing keys from base when `training.checkpoints.load_config` reads it).
 KEYS = {
     "dataset": text(),
     "data_dir": text(optional=True),
@@ -125,6 +132,11 @@ KEYS = {
     "classifier_spec.signature": text(optional=True),
     "classifier_spec.output_key": text(optional=True),
     "classifier_spec.class_names_file": text(optional=True),
+    "conditioning.layer": text(optional=True),
+    "conditioning.size": integer(1, optional=True),
+    "preflight.enabled": boolean(),
+    "preflight.accept_risk": boolean(),
+    "preflight.num_examples": integer(1),
     "resolution": integer(1),
     "model.ch": integer(1),
     "model.g_multipliers": multipliers(),
@@ -143,9 +155,13 @@ KEYS = {
     "beta2": number(0, 1, high_open=True),
     "ema_decay": number(0, 1),
     "ema_start": integer(0),
+    "standing_stats_batches": integer(0),
     "consistency_weight": number(0),
     "consistency_temperature": number(0, low_open=True),
     "pixel_weight": number(0),
+    "deterministic": boolean(),
+    "feature_weight": number(0),
+    "feature_layer": text(),
     "train_agreement_every": integer(1),
     "mixed_precision": boolean(),
     "jit_compile": boolean(),
@@ -182,18 +198,18 @@ def _flatten(config, prefix=""):
 # ---- rules between keys ---------------------------------------------------------------
 
 
-def _generator_blocks(config):
+def _generator_blocks(config, arch):
     return len(arch.generator_channels(config.resolution, config.model.ch,
                                        config.model.g_multipliers))
 
 
-def _resolution(config, num_replicas):
+def _resolution(config, num_replicas, arch):
     if config.resolution not in arch.GENERATOR:
         return (f"config.resolution must be one of {sorted(arch.GENERATOR)} (the BigGAN "
                 f"architecture table). Received: resolution={config.resolution}")
 
 
-def _block_multipliers(config, num_replicas):
+def _block_multipliers(config, num_replicas, arch):
     for key, table, network in (("g_multipliers", arch.GENERATOR, "generator"),
                                 ("d_multipliers", arch.DISCRIMINATOR, "discriminator")):
         value = config.model[key]
@@ -203,20 +219,20 @@ def _block_multipliers(config, num_replicas):
                     f"{config.resolution} px). Received: model.{key}={tuple(value)}")
 
 
-def _noise_chunks(config, num_replicas):
+def _noise_chunks(config, num_replicas, arch):
     # The BigGAN generator (not -deep) splits the noise into one equal chunk for its input
     # layer and one per block (models/generator.py).
     if config.model.deep:
         return None
-    chunks = _generator_blocks(config) + 1
+    chunks = _generator_blocks(config, arch) + 1
     if config.model.noise_dim % chunks:
         return (f"config.model.noise_dim must be a multiple of {chunks}: the generator splits "
                 f"the noise into {chunks} equal chunks at {config.resolution} px (one for its "
                 f"input, one per block). Received: model.noise_dim={config.model.noise_dim}")
 
 
-def _attention(config, num_replicas):
-    g_sizes = [4 * 2 ** (i + 1) for i in range(_generator_blocks(config))]
+def _attention(config, num_replicas, arch):
+    g_sizes = [4 * 2 ** (i + 1) for i in range(_generator_blocks(config, arch))]
     d_sizes, size = [], config.resolution
     for _, down in arch.discriminator_channels(config.resolution, 1, config.model.d_multipliers):
         size = size // 2 if down else size
@@ -251,27 +267,36 @@ def _batch_split(config, num_replicas):
 
 
 CROSS_RULES = [
+    _checkpoint_multiples,
+    _batch_split,
+]
+
+# Rules that read the architecture table: `(config, num_replicas, architecture) -> message or
+# None`, in this order (each one after it assumes the resolution is in the table).
+ARCHITECTURE_RULES = [
     _resolution,
     _block_multipliers,
     _noise_chunks,
     _attention,
-    _checkpoint_multiples,
-    _batch_split,
 ]
 
 
 # ---- entry point ----------------------------------------------------------------------
 
 
-def validate(config, num_replicas=1, check_classifier=True):
+def validate(config, num_replicas=1, architecture=None, resolve_classifier=None):
     """Raises `ConfigError` (a ValueError), in one line, for the first bad value in `config`.
 
     Args:
         config: a training config (`ml_collections.ConfigDict`, as `configs/base.py` builds).
         num_replicas: replicas of the distribution strategy the run will use.
-        check_classifier: also resolve the classifier's spec (registry, metadata.json,
-            `classifier_spec` keys, the model's signature), so a bad handle fails here. Loads
-            the model only when its spec must be inferred from its signature.
+        architecture: the BigGAN architecture table, `models.arch` (its `GENERATOR` and
+            `DISCRIMINATOR` tables and their `*_channels` functions); None skips
+            `ARCHITECTURE_RULES`.
+        resolve_classifier: `(handle, classifier_spec) -> spec` raising a one-line ValueError
+            for a classifier that cannot be used (`classifiers.frozen.resolve_spec`: registry,
+            metadata.json, `classifier_spec` keys, the model's signature); None skips it.
+            It loads the model only when its spec must be inferred from its signature.
 
     Example:
         >>> config = get_config(); config.checkpoint_every = 0
@@ -280,7 +305,10 @@ def validate(config, num_replicas=1, check_classifier=True):
     """
     for key, rule in KEYS.items():
         value = _get(config, key)
-        if value is _MISSING or (value is None and rule.optional):
+        if value is _MISSING:
+            raise ConfigError(f"config.{key} is missing: a config starts from configs/base.py's "
+                              f"get_base_config(). Received: a config without {key}")
+        if value is None and rule.optional:
             continue
         if value is None or not rule.check(value):
             raise ConfigError(f"config.{key} must be {rule.expected}. Received: {key}={value!r}")
@@ -291,14 +319,17 @@ def validate(config, num_replicas=1, check_classifier=True):
         message = rule(config, num_replicas)
         if message:
             raise ConfigError(message)
-    if check_classifier:
-        from logit_inversion.classifiers import frozen  # heavy: imports TensorFlow models
-
-        frozen.resolve_spec(config.classifier, config.get("classifier_spec"))
+    if architecture is not None:
+        for rule in ARCHITECTURE_RULES:
+            message = rule(config, num_replicas, architecture)
+            if message:
+                raise ConfigError(message)
+    if resolve_classifier is not None:
+        resolve_classifier(config.classifier, config.classifier_spec)
 
 
 def _check_unlisted(key, value):
-    """Type checks for keys without a row in `KEYS` (added by newer features)."""
+    """Type checks for keys beyond `configs/base.py` (a caller's own)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     if not math.isfinite(value):

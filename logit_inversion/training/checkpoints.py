@@ -15,11 +15,10 @@ import json
 import shutil
 import tempfile
 
-import ml_collections
 import tensorflow as tf
 
 from logit_inversion import files
-from logit_inversion.configs.base import ARCHITECTURE_KEYS
+from logit_inversion.configs.base import ARCHITECTURE_KEYS, get_base_config
 
 CONFIG_FILENAME = "config.json"
 
@@ -66,11 +65,19 @@ def record_config(workdir, config):
 
 
 def load_config(workdir):
+    """The config recorded in `workdir`, over `configs/base.py`: a key that the workdir's
+    config.json lacks (written before the key existed) takes its one default from base."""
     path = files.join(workdir, CONFIG_FILENAME)
     if not tf.io.gfile.exists(path):
         raise ValueError(f"No {CONFIG_FILENAME} in workdir {workdir!r}: is it a "
                          "`bin/train` workdir? Received: workdir=" + repr(workdir))
-    return ml_collections.ConfigDict(_tuples(json.loads(files.read_text(path))))
+    config = get_base_config()
+    try:
+        config.update(_tuples(json.loads(files.read_text(path))))
+    except TypeError as error:
+        raise ValueError(f"{path} holds a value of another type than configs/base.py's: "
+                         f"{error}. Received: workdir={workdir!r}") from None
+    return config
 
 
 def _tuples(d):

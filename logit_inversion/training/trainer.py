@@ -18,11 +18,12 @@ from logit_inversion.training import class_report
 from logit_inversion import files, visualize
 from logit_inversion.training import checkpoints as checkpointing, strategies as distribute
 from logit_inversion.training import cpu_bfloat16
-from logit_inversion.classifiers import load_classifier
+from logit_inversion.classifiers import frozen, load_classifier
 from logit_inversion.classifiers import preflight
 from logit_inversion.classifiers.features import load_conditioning
 from logit_inversion.configs import validation
 from logit_inversion.data.pipeline import build_dataset, stream_seed
+from logit_inversion.models import arch
 from logit_inversion.models.discriminator import Discriminator
 from logit_inversion.models.generator import Generator
 from logit_inversion.models.inverter import LogitInverter
@@ -30,20 +31,18 @@ from logit_inversion.models.inverter import LogitInverter
 
 def _feature_extractor(config):
     """The comparator of the optional feature loss (`configs/dosovitskiy_brox.py`), or None."""
-    if not config.get("feature_weight", 0.0):
+    if not config.feature_weight:
         return None
     from logit_inversion.classifiers.features import load_feature_extractor
-    return load_feature_extractor(config.classifier, config.get("feature_layer", "penultimate"),
-                                  config.get("classifier_spec"))
+    return load_feature_extractor(config.classifier, config.feature_layer, config.classifier_spec)
 
 
 def build_inverter(config):
     """The `LogitInverter` a config describes, with every variable created."""
     # The conditioning vector: the logits, or another layer of the classifier (then
     # `classifier.logits` still gives the logits, on which agreement is measured).
-    conditioning = config.get("conditioning") or {}
-    classifier = load_conditioning(config.classifier, conditioning.get("layer"),
-                                   config.get("classifier_spec"), conditioning.get("size"))
+    classifier = load_conditioning(config.classifier, config.conditioning.layer,
+                                   config.classifier_spec, config.conditioning.size)
     m = config.model
     generator = Generator(
         resolution=config.resolution, ch=m.ch, noise_dim=m.noise_dim, embed_dim=m.embed_dim,
@@ -58,10 +57,9 @@ def build_inverter(config):
         consistency_weight=config.consistency_weight,
         consistency_temperature=config.consistency_temperature,
         pixel_weight=config.pixel_weight, seed=config.seed,
-        deterministic=config.get("deterministic", False),
-        feature_weight=config.get("feature_weight", 0.0),
+        deterministic=config.deterministic, feature_weight=config.feature_weight,
         feature_extractor=_feature_extractor(config),
-        agreement_every=config.get("train_agreement_every", 1))
+        agreement_every=config.train_agreement_every)
     inverter.build_all()
     return inverter
 
@@ -70,8 +68,7 @@ def compile_inverter(inverter, config):
     def adam(lr):
         return keras.optimizers.Adam(lr, beta_1=config.beta1, beta_2=config.beta2,
                                      epsilon=1e-6)
-    bfloat16 = cpu_bfloat16.resolve(config.get("cpu_bfloat16", "off"),
-                                    strategy=inverter.distribute_strategy)
+    bfloat16 = cpu_bfloat16.resolve(config.cpu_bfloat16, strategy=inverter.distribute_strategy)
     inverter.compile(adam(config.g_lr), adam(config.d_lr),
                      steps_per_execution=config.steps_per_execution,
                      jit_compile=config.jit_compile,
@@ -112,7 +109,7 @@ def apply_standing_stats(inverter, config):
     """BigGAN's standing statistics: G_ema's batch-norm statistics recomputed from
     training-mode passes over `config.standing_stats_batches` batches of training images
     (the same, in order, on every worker). Returns the number of batches used."""
-    num_batches = config.get("standing_stats_batches", 16)   # absent in older workdirs
+    num_batches = config.standing_stats_batches
     if not num_batches:
         return 0
     ds = build_dataset(config.dataset, config.train_split, resolution=config.resolution,
@@ -231,7 +228,7 @@ def evaluate(inverter, config, workdir, images):
     # Both sides of BigGAN's standing statistics, on the same images and noise: G_ema with
     # the EMA of G's moving statistics, then with statistics measured on G_ema itself
     # (which every later output and the export use).
-    without = agreement() if config.get("standing_stats_batches", 16) else None
+    without = agreement() if config.standing_stats_batches else None
     standing = apply_standing_stats(inverter, config)
     metrics = {"agreement": agreement() if standing or without is None else without,
                "agreement_without_standing_stats": without,
@@ -256,19 +253,31 @@ def evaluate(inverter, config, workdir, images):
     return metrics
 
 
+def validate_config(config, num_replicas=1):
+    """`configs.validation.validate` with the architecture table and the classifier's spec
+    passed in: every check a run makes before it writes anything."""
+    validation.validate(config, num_replicas, architecture=arch,
+                        resolve_classifier=frozen.resolve_spec)
+
+
 def train(config, workdir, strategy="default", tpu=None, verbose=1):
-    """Trains (or resumes) an inverter in `workdir`; returns and writes `metrics.json`."""
+    """Trains (or resumes) an inverter in `workdir`; returns and writes `metrics.json`.
+
+    `config.mixed_precision` sets Keras's global dtype policy for the run; the caller's
+    policy is restored when it returns or raises."""
+    policy = keras.mixed_precision.global_policy()
+    try:
+        return _train(config, workdir, strategy, tpu, verbose)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def _train(config, workdir, strategy, tpu, verbose):
     strategy = distribute.get_strategy(strategy, tpu)   # bad name / no TPU: fail first
-    validation.validate(config, num_replicas=strategy.num_replicas_in_sync)  # before any write
+    validate_config(config, num_replicas=strategy.num_replicas_in_sync)  # before any write
     checkpointing.check_compatible(workdir, config)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    if config.num_steps % config.checkpoint_every or config.checkpoint_every % config.steps_per_execution:
-        raise ValueError(
-            "num_steps must be a multiple of checkpoint_every, itself a multiple of "
-            f"steps_per_execution. Received: num_steps={config.num_steps}, "
-            f"checkpoint_every={config.checkpoint_every}, "
-            f"steps_per_execution={config.steps_per_execution}")
     keras.utils.set_random_seed(config.seed)
     # Reading the held-out split first makes a bad dataset name, or a split too small for the
     # fixed grid or one evaluation batch, fail before anything is written.
