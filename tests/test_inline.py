@@ -3,8 +3,9 @@ parameter, for TF Hub-format, signature-only and Keras classifiers, and the inli
 computes what the restored one computes.
 
 Checked against TensorFlow 2.21: `classifiers/inline.py` reaches Grappler's function
-inliner through one private helper; `test_private_inliner_still_flattens` fails loudly
-(rather than letting the jit step silently recompile) if an upgrade moves or changes it."""
+inliner through one private helper, fenced in `logit_inversion/_tf_private.py`;
+`test_private_inliner_still_flattens` fails loudly (rather than letting the jit step silently
+recompile) if an upgrade moves or changes it."""
 
 import json
 

@@ -83,7 +83,9 @@ def test_accepts_datasets_of_dicts_and_uses_what_there_is(inverter):
         {"image": tf.concat(_batches(2, seed=8), 0), "label": tf.zeros(16, tf.int64)}).batch(8)
     before = _moving(inverter.ema_generator)
     assert inverter.accumulate_standing_stats(dataset, 5) == 2
-    assert not np.allclose(before[0][0], _moving(inverter.ema_generator)[0][0])
+    # Some statistics follow the new images (those of layers fed by the noise alone need not).
+    assert any(not np.allclose(old[0], new[0])
+               for old, new in zip(before, _moving(inverter.ema_generator)))
 
 
 @pytest.mark.parametrize("images,num_batches,match", [

@@ -129,7 +129,7 @@ def profile_ops(step, data, steps, top):
     `share` is the op's fraction of all profiled op self time. `top=None` returns every op,
     which is what `profile_kinds` sums.
     """
-    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as plugin
+    from logit_inversion._tf_private import profiler_plugin as plugin
     float(step(data)["g_loss"])
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)

@@ -17,21 +17,17 @@ constants and the variables stay resource parameters. The restored call is still
 eager mode (forward only), where there is nothing to compile.
 
 The nested calls are inlined by Grappler's function inliner, reached through one private
-TensorFlow helper (`_inline_functions`); `tests/test_inline.py` fails loudly if a
-TensorFlow upgrade removes or changes it.
+TensorFlow helper, fenced in `logit_inversion/_tf_private.py`; `tests/test_inline.py` and
+`tests/test_tf_private.py` fail loudly if a TensorFlow upgrade removes or changes it.
 """
 
 import tensorflow as tf
 
-# The only private TensorFlow entry point this module uses: Grappler's function inlining of
-# a concrete function's graph, as the SavedModel-to-constants converter runs it.
-from tensorflow.python.framework import convert_to_constants as _convert_to_constants
+from logit_inversion import _tf_private
 
-
-def _inline_functions(concrete_function):
-    """The GraphDef of `concrete_function` with every nested function call inlined."""
-    return _convert_to_constants._run_inline_graph_optimization(
-        concrete_function, lower_control_flow=False, aggressive_inlining=True)
+# Grappler's function inlining of a concrete function's graph, as the SavedModel-to-constants
+# converter runs it: `concrete_function` → its GraphDef with every nested call inlined.
+_inline_functions = _tf_private.inline_functions
 
 
 class InlinedGraph:
@@ -71,6 +67,15 @@ class InlinedGraph:
         # nodes, and XLA refuses a Placeholder op in a compiled program.
         mapped = {name.split(":")[0] for name in [self._input_name, *self._capture_names]}
         kept = [node for node in graph_def.node if node.name not in mapped]
+        for node in kept:
+            if node.op == "Const":
+                # The inliner gives each constant a control input on the call's input node;
+                # once imported after the caller's own arithmetic, Grappler's constant folding
+                # can push such a constant up into that arithmetic and close a cycle (the
+                # function then runs unoptimized). A constant needs no ordering.
+                data = [name for name in node.input if not name.startswith("^")]
+                del node.input[:]
+                node.input.extend(data)
         del graph_def.node[:]
         graph_def.node.extend(kept)
         self._graph_def = graph_def

@@ -221,17 +221,13 @@ class LogitInverter(keras.Model):
         them, and must be rerun after any further training."""
         step = tf.cast(self.g_optimizer.iterations, "float32")
         decay = tf.where(step < float(self.ema_start), 0.0, self.ema_decay)
-        pairs = list(zip(self.ema_generator.weights, self.generator.weights))
-
-        def update(strategy):
-            # Runs in cross-replica context so every device's copy gets the same update.
-            for ema, var in pairs:
-                strategy.extended.update(
-                    ema.value, lambda e, v: e.assign(decay * e + (1.0 - decay) * v),
-                    args=(var.value,), group=False)
-
-        tf.__internal__.distribute.interim.maybe_merge_call(
-            update, tf.distribute.get_strategy())
+        strategy = tf.distribute.get_strategy()
+        # `extended.update` gives every device's copy the same update, from a replica context
+        # (a train step under `strategy.run`) as from the cross-replica one.
+        for ema, var in zip(self.ema_generator.weights, self.generator.weights):
+            strategy.extended.update(
+                ema.value, lambda e, v: e.assign(decay * e + (1.0 - decay) * v),
+                args=(var.value,), group=False)
 
     def _discriminator_step(self, images, logits, noise):
         fakes = self.generator(logits, noise, training=True)

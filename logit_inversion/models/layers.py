@@ -74,9 +74,34 @@ def _active_recorder():
 
 
 def batch_norm_layers(model):
-    """Every batch-norm layer (`ConditionalBatchNorm`, `BatchNorm`) of a built `model`."""
-    return [layer for layer in model._flatten_layers(include_self=False)
+    """Every batch-norm layer (`ConditionalBatchNorm`, `BatchNorm`) of a built `model`, in
+    the order its attributes hold them."""
+    return [layer for layer in sublayers(model)
             if isinstance(layer, (ConditionalBatchNorm, BatchNorm))]
+
+
+def sublayers(layer):
+    """Every Keras layer under `layer`, depth first, each once: those it holds as attributes,
+    directly or in lists, tuples and dicts (how the generator keeps its blocks)."""
+    found, seen = [], {id(layer)}
+
+    def visit(value):
+        if isinstance(value, keras.layers.Layer):
+            if id(value) not in seen:
+                seen.add(id(value))
+                found.append(value)
+                for child in vars(value).values():
+                    visit(child)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                visit(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                visit(item)
+
+    for child in vars(layer).values():
+        visit(child)
+    return found
 
 
 def _l2_normalize(x, eps=1e-12):

@@ -26,8 +26,8 @@ import contextlib
 import os
 
 import tensorflow as tf
-from tensorflow.core.protobuf import rewriter_config_pb2
-from tensorflow.python.eager import context
+
+from logit_inversion import _tf_private
 
 SETTINGS = ("auto", "on", "off")
 _CPU_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -79,30 +79,27 @@ def resolve(setting, flags=None, strategy=None):
 
 @contextlib.contextmanager
 def rewrite():
-    """Functions called inside run under oneDNN's bfloat16 rewrite (this thread only), with
-    `FLOAT32_OPS` taken off the pass's list of ops to convert. A function is rewritten once,
-    at its first call under these options; later calls reuse that instantiation."""
-    ctx = context.context()
-    previous = ctx.function_call_options
-    config = tf.compat.v1.ConfigProto()
-    if previous.config_proto_serialized:
-        config.ParseFromString(previous.config_proto_serialized)
-    config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = (
-        rewriter_config_pb2.RewriterConfig.ON)
-    ctx.function_call_options = context.FunctionCallOptions(config_proto=config)
-    # The pass reads its list changes from the environment when it runs, which is when a
-    # function is first called under these options, i.e. inside this block.
+    """Functions called inside run under oneDNN's bfloat16 rewrite, with `FLOAT32_OPS` taken
+    off the pass's list of ops to convert. A function is rewritten once, at its first call
+    under these options; later calls reuse that instantiation.
+
+    The rewrite is turned on for this thread's calls only (`_tf_private.function_call_rewrites`).
+    The list of ops the pass keeps float32 has no per-call option: TensorFlow reads it from a
+    process environment variable when the pass runs, so that variable holds `FLOAT32_OPS` for
+    the duration of the block, for every thread, and is then restored. It changes nothing
+    for a thread that does not run the pass (no other code of this package does).
+    """
     saved = os.environ.get(_REMOVE_VARIABLE)
     removed = [op for op in (saved or "").split(",") if op] + list(FLOAT32_OPS)
-    os.environ[_REMOVE_VARIABLE] = ",".join(removed)
-    try:
-        yield
-    finally:
-        ctx.function_call_options = previous
-        if saved is None:
-            os.environ.pop(_REMOVE_VARIABLE, None)
-        else:
-            os.environ[_REMOVE_VARIABLE] = saved
+    with _tf_private.function_call_rewrites(auto_mixed_precision_onednn_bfloat16="ON"):
+        os.environ[_REMOVE_VARIABLE] = ",".join(removed)
+        try:
+            yield
+        finally:
+            if saved is None:
+                os.environ.pop(_REMOVE_VARIABLE, None)
+            else:
+                os.environ[_REMOVE_VARIABLE] = saved
 
 
 def scoped(function):
