@@ -123,3 +123,28 @@ def test_dump_reader_finds_constant_reads():
             'metadata={op_type="ReadVariableOp" op_name="x/Conv2D/ReadVariableOp"}')
     param = '  %arg1.1 = f32[3,3,3,8]{3,2,1,0} parameter(1), metadata={op_name="XLA_Args"}'
     assert xla_dump.constant_variable_reads(f"{line}\n{param}") == [line.strip()]
+
+
+def test_inlined_constants_carry_no_control_input(hub_classifier):
+    # A constant ordered after the call's input lets Grappler's constant folding close a cycle
+    # with the caller's arithmetic (the function then runs unoptimized).
+    classifier = load_classifier(hub_classifier)
+    graph_def = classifier._inlined_graph()._graph_def
+    constants = [node for node in graph_def.node if node.op == "Const"]
+    assert constants
+    assert all(not name.startswith("^") for node in constants for name in node.input)
+
+
+def test_a_function_built_after_the_inlined_graph_exports(hub_classifier, tmp_path):
+    # The inlined graph is traced once, by whichever function calls the classifier first; a
+    # later export must still find the classifier's variables among those it uses.
+    classifier = load_classifier(hub_classifier)
+    tf.function(classifier)(tf.zeros((1, 32, 32, 3)))  # builds the inlined graph
+    archive = keras.export.ExportArchive()
+    archive.track(classifier)
+    archive.add_endpoint("logits", lambda x: classifier(x),
+                         [tf.TensorSpec([None, 32, 32, 3], tf.float32)])
+    archive.write_out(str(tmp_path / "export"), verbose=False)
+    images = tf.random.stateless_uniform((2, 32, 32, 3), (9, 9), -1.0, 1.0)
+    reloaded = tf.saved_model.load(str(tmp_path / "export"))
+    np.testing.assert_allclose(reloaded.logits(images), classifier(images), rtol=1e-5, atol=1e-5)

@@ -221,7 +221,10 @@ class FrozenClassifier(keras.layers.Layer):
         if self._inlined is None:
             with tf.init_scope():  # traced once, outside whatever function is being traced
                 try:
-                    self._inlined = InlinedGraph(self._restored_logits, self._spec.input_size)
+                    variables = [v for v in tf.train.TrackableView(self.model).descendants()
+                                 if isinstance(v, tf.Variable)]
+                    self._inlined = InlinedGraph(self._restored_logits, self._spec.input_size,
+                                                 variables)
                 except Exception as error:  # any graph the inliner cannot flatten still runs
                     logging.warning(
                         "Classifier %s is called as a restored function (%s: %s): a "

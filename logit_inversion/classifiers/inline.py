@@ -38,13 +38,17 @@ class InlinedGraph:
             one float32 logits tensor (e.g. a restored TF Hub object, or a signature caller
             that picks the logits from its dict).
         input_size: the height and width of the images `fn` takes.
+        variables: the variables `fn` reads (e.g. every `tf.Variable` of the loaded object).
+            Each call reads them as well, so that the calling function lists them among the
+            variables it uses, as it would for the restored call: Keras's `ExportArchive`
+            tracks, and a SavedModel export then maps, exactly those.
 
     Raises:
         ValueError: when the traced graph still holds function calls after inlining, or its
             output is not one tensor (the caller then keeps the restored call).
     """
 
-    def __init__(self, fn, input_size):
+    def __init__(self, fn, input_size, variables=()):
         self._fn = fn
         spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32)
         traced = tf.function(lambda images: fn(images)).get_concrete_function(spec)
@@ -62,6 +66,8 @@ class InlinedGraph:
         # What the graph reads from outside: the classifier's variable handles (and any
         # captured tensor), passed in at every call so they stay runtime parameters.
         self._captures = list(traced.captured_inputs)
+        self._variables = [next((v for v in variables if v.handle is capture), None)
+                           for capture in self._captures]
         self._output_name = traced.outputs[0].name
         # Mapped placeholders are dropped: once their uses are remapped they would be dangling
         # nodes, and XLA refuses a Placeholder op in a compiled program.
@@ -92,6 +98,9 @@ class InlinedGraph:
     def _imported(self, images):
         graph_def, input_name, output_name = self._graph_def, self._input_name, self._output_name
         captures = [tf.identity(capture) for capture in self._captures]
+        for variable in self._variables:
+            if variable is not None:
+                variable.value()  # registers the use (see `variables`); XLA drops the read
         input_map = dict(zip(self._capture_names, captures))
 
         @tf.custom_gradient
