@@ -69,6 +69,10 @@ def get_base_config():
     c.consistency_weight = 0.0
     c.consistency_temperature = 1.0
     c.pixel_weight = 0.0
+    # Diversity-sensitive term (models/inverter.py): rewards samples of the same logits that
+    # differ, up to `diversity_clip` (mean |Δpixel| per mean |Δε|), against noise collapse.
+    c.diversity_weight = 0.0
+    c.diversity_clip = 0.5
     # Dosovitskiy & Brox's decoder (configs/dosovitskiy_brox.py): no noise, and a feature term
     # ‖C(x̂) − C(x)‖² / ‖C(x)‖² in the space of the classifier's layer `feature_layer`.
     c.deterministic = False

@@ -159,6 +159,8 @@ KEYS = {
     "consistency_weight": number(0),
     "consistency_temperature": number(0, low_open=True),
     "pixel_weight": number(0),
+    "diversity_weight": number(0),
+    "diversity_clip": number(0, low_open=True),
     "deterministic": boolean(),
     "feature_weight": number(0),
     "feature_layer": text(),

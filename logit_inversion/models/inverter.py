@@ -25,6 +25,8 @@ from logit_inversion.models.layers import BatchStatisticsRecorder
 # Every place that draws ε has its own noise stream, so no two draws share noise. The
 # discriminator updates of a train step use streams 0 .. d_steps − 1.
 _GENERATOR_STREAM = 1000
+# The diversity term's second draw of noise for the same logits.
+_DIVERSITY_STREAM = 1001
 _EVAL_STREAM = 1001
 _STANDING_STREAM = 1002
 
@@ -60,6 +62,13 @@ class LogitInverter(keras.Model):
         ema_start: the EMA copies G exactly until this many generator steps have run.
         consistency_weight: weight of the optional logit-consistency term (0 = the paper).
         pixel_weight: weight of the optional pixel L1 term (0 = the paper).
+        diversity_weight: weight of the optional diversity-sensitive term (Yang et al., ICLR
+            2019; 0 = the paper): −min(‖G(z, ε₁) − G(z, ε₂)‖₁ / ‖ε₁ − ε₂‖₁, diversity_clip)
+            over half the batch, drawn a second time with new noise. It rewards a generator
+            whose samples of the same logits differ, up to the clip, past which it adds no
+            gradient, so it counters noise collapse without competing with realism.
+        diversity_clip: where the diversity term stops rewarding (mean absolute pixel change
+            per unit of mean absolute noise change).
         seed: integer seed of the noise ε drawn in training, evaluation and standing
             statistics. Each draw is a pure function of (seed, step, global replica id), so
             replicas and workers draw different noise and a rerun or resume repeats it.
@@ -81,6 +90,7 @@ class LogitInverter(keras.Model):
     def __init__(self, classifier, generator, discriminator, d_steps=2, ema_decay=0.999,
                  ema_start=0, consistency_weight=0.0, pixel_weight=0.0,
                  consistency_temperature=1.0, seed=0, deterministic=False, feature_weight=0.0,
+                 diversity_weight=0.0, diversity_clip=0.5,
                  feature_extractor=None, agreement_every=1, **kwargs):
         super().__init__(**kwargs)
         if feature_weight and feature_extractor is None:
@@ -105,6 +115,8 @@ class LogitInverter(keras.Model):
         self.ema_start = ema_start
         self.consistency_weight = consistency_weight
         self.pixel_weight = pixel_weight
+        self.diversity_weight = diversity_weight
+        self.diversity_clip = diversity_clip
         self.consistency_temperature = consistency_temperature
         self.seed = int(seed)
         self.deterministic = bool(deterministic)
@@ -242,9 +254,16 @@ class LogitInverter(keras.Model):
         self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         return d_loss, real, fake
 
-    def _generator_step(self, images, logits, noise):
+    def _generator_step(self, images, logits, noise, second_noise=None):
         with tf.GradientTape() as tape:
-            fakes = self.generator(logits, noise, training=True)
+            if second_noise is None:
+                fakes = self.generator(logits, noise, training=True)
+            else:
+                # One call, so batch normalisation sees both draws together.
+                half = ops.shape(second_noise)[0]
+                both = self.generator(ops.concatenate([logits, logits[:half]], 0),
+                                      ops.concatenate([noise, second_noise], 0), training=True)
+                fakes, again = both[:ops.shape(logits)[0]], both[ops.shape(logits)[0]:]
             g_loss = losses.generator_hinge_loss(
                 self.discriminator(fakes, logits, training=True))
             total = g_loss
@@ -259,6 +278,10 @@ class LogitInverter(keras.Model):
                 total += self.feature_weight * feature_loss(
                     self.feature_extractor(fakes),
                     ops.stop_gradient(self.feature_extractor(images)))
+            if second_noise is not None:
+                total -= self.diversity_weight * losses.diversity_reward(
+                    fakes[:ops.shape(second_noise)[0]], again, noise[:ops.shape(second_noise)[0]],
+                    second_noise, self.diversity_clip)
             scaled = total / _num_replicas()
         variables = self.generator.trainable_variables
         self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
@@ -311,7 +334,9 @@ class LogitInverter(keras.Model):
             d_loss, real, fake = self._discriminator_step(x, z, noise)
         x, z = image_chunks[0], logit_chunks[0]
         noise = self._noise(ops.shape(x)[0], _GENERATOR_STREAM, step)
-        g_loss, fakes, fake_logits = self._generator_step(x, z, noise)
+        second = (self._noise(ops.shape(x)[0] // 2, _DIVERSITY_STREAM, step)
+                  if self.diversity_weight and not self.deterministic else None)
+        g_loss, fakes, fake_logits = self._generator_step(x, z, noise, second)
         agreement, weight = self._training_agreement(x, z, fakes, fake_logits, step)
         self._update_ema()
         self.trackers["agreement"].update_state(agreement, sample_weight=weight)
@@ -445,6 +470,7 @@ class LogitInverter(keras.Model):
     def get_config(self):
         return {"d_steps": self.d_steps, "ema_decay": self.ema_decay,
                 "ema_start": self.ema_start, "consistency_weight": self.consistency_weight,
+                "diversity_weight": self.diversity_weight, "diversity_clip": self.diversity_clip,
                 "pixel_weight": self.pixel_weight,
                 "consistency_temperature": self.consistency_temperature, "seed": self.seed,
                 "deterministic": self.deterministic, "feature_weight": self.feature_weight,

@@ -19,6 +19,17 @@ def generator_hinge_loss(fake_scores):
     return -ops.mean(ops.cast(fake_scores, "float32"))
 
 
+def diversity_reward(first, second, first_noise, second_noise, clip):
+    """Mean over pairs of min(mean |x₁ − x₂| / mean |ε₁ − ε₂|, clip): how far two draws
+    G(z, ε₁), G(z, ε₂) of the same logits differ per unit of noise change (Yang et al.'s
+    diversity-sensitive term). Images `[n, ...]`, noise `[n, d]` → scalar; larger = more
+    diverse. Pairs past `clip` add no gradient."""
+    axes = list(range(1, len(first.shape)))
+    pixels = ops.mean(ops.abs(ops.cast(first, "float32") - ops.cast(second, "float32")), axes)
+    noise = ops.mean(ops.abs(first_noise - second_noise), -1)
+    return ops.mean(ops.minimum(pixels / (noise + 1e-8), clip))
+
+
 def logit_consistency_loss(reconstruction_logits, logits, temperature=1.0):
     """KL(softmax(z/T) ‖ softmax(Φ(G(z, ε))/T)) · T²: the classifier should see the
     reconstruction as it saw the original. Logits `[batch, K]` → scalar.

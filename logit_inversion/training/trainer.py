@@ -57,6 +57,7 @@ def build_inverter(config):
         consistency_weight=config.consistency_weight,
         consistency_temperature=config.consistency_temperature,
         pixel_weight=config.pixel_weight, seed=config.seed,
+        diversity_weight=config.diversity_weight, diversity_clip=config.diversity_clip,
         deterministic=config.deterministic, feature_weight=config.feature_weight,
         feature_extractor=_feature_extractor(config),
         agreement_every=config.train_agreement_every)
