@@ -35,6 +35,8 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from logit_inversion.classifiers import inline
+
 # Φ forward cost per image at the classifier's own input size, for registry models that
 # cannot be loaded offline. The papers give multiply-adds; 1 multiply-add = 2 FLOPs.
 PUBLISHED = {
@@ -103,20 +105,35 @@ def graph_flops(graph, scopes):
     """
     counts = {n: {"matmul": 0, "other": 0} for n in (*scopes, "other")}
     for name, op_type, value in _op_flops(graph):
+        if not any(t.consumers() for t in graph.get_operation_by_name(name).outputs):
+            # Never computed: e.g. the frozen classifier's weight gradients, which its
+            # inlined gradient builds and nothing reads.
+            continue
         kind = "matmul" if op_type in MATMUL_OPS else "other"
         counts[_network_of(name, scopes)][kind] += value
     return counts
 
 
 def classifier_images(graph, scope):
-    """(images through Φ forward, images back-propagated to Φ's input) in a traced step.
+    """(images through Φ forward, images back-propagated to Φ's input, and the part of each
+    whose ops are in the graph itself) in a traced step.
 
-    Φ is an opaque function call when it is a loaded SavedModel: a call op under Φ's name
-    scope is a forward pass of its input's batch; a top-level call op fed by one is its
-    backward pass.
+    Φ is an opaque function call when it is a loaded SavedModel called as such: a call op
+    under Φ's name scope is a forward pass of its input's batch; a top-level call op fed by
+    one is its backward pass. A loaded classifier inlined into the step
+    (`classifiers/inline.py`) has its ops in the graph, counted by `graph_flops`; its input
+    and its input's gradient are marked by named identities, counted here.
     """
     forward, backward, calls = 0, 0, {}
+    inlined = [0, 0]
     for op in graph.get_operations():
+        # A loaded classifier inlined into the step (classifiers/inline.py) marks its input
+        # and its input's gradient with named identities.
+        marker = re.sub(r"_\d+$", "", op.name.rsplit("/", 1)[-1])
+        if op.type == "Identity" and marker in (inline.INPUT_NAME, inline.GRADIENT_NAME):
+            if _network_of(op.name, {"Φ": scope}) == "Φ":
+                inlined[marker != inline.INPUT_NAME] += op.inputs[0].shape[0]
+            continue
         if op.type not in _CALL_OPS:
             continue
         if _network_of(op.name, {"Φ": scope}) == "Φ":
@@ -127,7 +144,7 @@ def classifier_images(graph, scope):
             sources = [t.op.name for t in op.inputs if t.op.name in calls]
             if sources:
                 backward += calls[sources[0]]
-    return forward, backward
+    return forward + inlined[0], backward + inlined[1], inlined[0], inlined[1]
 
 
 # ---- Φ per image, from XLA's HLO ------------------------------------------------------
@@ -260,8 +277,10 @@ def step_counts(inverter, batch_size, d_steps, step=None):
     counts = graph_flops(graph, scopes)
     ema = counts.pop("G_ema")   # the EMA update is elementwise work on G's weights
     counts["G"] = {k: counts["G"][k] + ema[k] for k in counts["G"]}
-    forward, backward = classifier_images(graph, inverter.classifier.name)
-    return counts, (forward + sampled_agreement_images(inverter, batch_size), backward)
+    forward, backward, inlined_forward, inlined_backward = classifier_images(
+        graph, inverter.classifier.name)
+    return counts, (forward + sampled_agreement_images(inverter, batch_size), backward,
+                    inlined_forward, inlined_backward)
 
 
 def sampled_agreement_images(inverter, batch_size):
@@ -350,7 +369,10 @@ def count_inverter(inverter, config, trace_batches=None, published=None, step=No
         flops[network] = matmul[network] + at_batch(lambda t, n=network: t[0][n]["other"])
     images_fwd = at_batch(lambda t: t[1][0])
     images_bwd = at_batch(lambda t: t[1][1])
-    called = images_fwd * phi_fwd + images_bwd * phi_bwd
+    # Images whose Φ ops are in the graph are counted there (graph_flops); the rest (calls,
+    # and the sampled agreement's pass inside a tf.cond) at Φ's per-image cost.
+    called = ((images_fwd - at_batch(lambda t: t[1][2])) * phi_fwd
+              + (images_bwd - at_batch(lambda t: t[1][3])) * phi_bwd)
     # A Φ whose ops are in the graph itself (not a SavedModel call) is counted directly.
     matmul["Φ"] = at_batch(lambda t: t[0]["Φ"]["matmul"]) + called
     flops["Φ"] = matmul["Φ"] + at_batch(lambda t: t[0]["Φ"]["other"])

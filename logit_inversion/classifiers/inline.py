@@ -30,6 +30,11 @@ from logit_inversion import _tf_private
 _inline_functions = _tf_private.inline_functions
 
 
+# Names of the identity ops on the inlined classifier's input and on its input's gradient.
+INPUT_NAME = "classifier_input"
+GRADIENT_NAME = "classifier_input_gradient"
+
+
 class InlinedGraph:
     """`fn(images) -> logits` whose graph-mode calls import `fn`'s inlined graph.
 
@@ -105,6 +110,10 @@ class InlinedGraph:
 
         @tf.custom_gradient
         def logits_of(images):
+            # Named so that a reader of the traced step (benchmarks/flops.py) can count the
+            # images through the classifier and back to its input.
+            images = tf.identity(images, name=INPUT_NAME)
+            scope = tf.get_current_name_scope()
             (logits,) = tf.graph_util.import_graph_def(
                 graph_def, input_map={**input_map, input_name: images},
                 return_elements=[output_name], name="inlined_classifier")
@@ -113,7 +122,10 @@ class InlinedGraph:
                 # The imported ops are plain graph ops, so the symbolic gradient is built
                 # here, in the caller's graph (a tape does not see imported ops).
                 (gradient,) = tf.gradients(logits, images, grad_ys=upstream)
-                return tf.zeros_like(images) if gradient is None else gradient
+                gradient = tf.zeros_like(images) if gradient is None else gradient
+                # Under the forward's name scope (the classifier's), not the tape's.
+                with tf.name_scope(f"{scope}/" if scope else ""):
+                    return tf.identity(gradient, name=GRADIENT_NAME)
 
             return logits, grad
 
