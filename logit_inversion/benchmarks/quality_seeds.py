@@ -1,0 +1,155 @@
+"""Time to a quality bar over several seeds: does a recipe train well on every seed?
+
+A recipe is only as good as its worst seed. For each seed, the demo config (plus the
+candidate's overrides) trains with the probe of `quality_driver.py` until the probe meets the
+bar or the step budget ends; the bar covers every class and the use of noise, not only the
+overall agreement:
+
+- held-out agreement ≥ 0.95 (`agreement`);
+- every class's agreement ≥ 0.9 (`worst_class_agreement`; classes by Φ(x)'s top-1);
+- every class's ε-diversity ≥ `evaluation.noise_use.THRESHOLD` (`min_epsilon_diversity`):
+  the samples of one logit vector differ at least as much as real images of the class that
+  differ only in size do.
+
+The probe scores G_ema on 500 held-out images with fixed noise and no standing statistics
+(the cheap check a stopping rule can afford); `bin/train`'s final metrics use 2,000 images
+and standing statistics. With `reference=True` today's demo config (no overrides) trains
+beside the candidate on each seed, in the same invocation.
+
+`summarize(records, bar)` and `markdown(result)` turn probe curves into the table of
+`docs/recipes.md`; `python -m logit_inversion.benchmarks.quality_seeds RUN.jsonl...` prints
+that table for curves already written (a run's name is its file stem, `NAME_sSEED`).
+
+Example:
+    bin/benchmark quality --quality_seeds=0,1,2 \\
+        --quality_overrides='{"cpu_bfloat16": "off", "diversity_weight": 1.0}'
+"""
+
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+
+BAR = {"agreement": 0.95, "worst_class_agreement": 0.9, "min_epsilon_diversity": 0.2}
+DEFAULTS = {"seeds": "0,1,2", "overrides": None, "reference": False, "max_steps": 1600,
+            "probe_every": 100, "num_images": 500, "output_dir": None, "bar": None}
+
+
+def summarize(records, bar=None):
+    """One run's row: the first probe that meets `bar` (steps, wall seconds) or None, and
+    the last probe's figures."""
+    bar = bar or BAR
+    met = next((r for r in records
+                if all(r.get(k) is not None and r[k] >= v for k, v in bar.items())), None)
+    last = records[-1]
+    return {"steps_to_bar": met["step"] if met else None,
+            "wall_seconds_to_bar": met["wall_seconds"] if met else None,
+            "steps": last["step"], "wall_seconds": last["wall_seconds"],
+            "agreement": last["agreement"],
+            "worst_class_agreement": last.get("worst_class_agreement"),
+            "class_agreement": last.get("class_agreement"),
+            "min_epsilon_diversity": last.get("min_epsilon_diversity"),
+            "meets_bar_at_end": all(last.get(k) is not None and last[k] >= v
+                                    for k, v in bar.items())}
+
+
+def run(args=None):
+    """Trains every seed (and, with `reference`, today's demo beside it); returns
+    {"bar", "seeds", "candidate": {seed: row}, "reference": {...}, "worst": {...}}."""
+    from logit_inversion.benchmarks import quality
+
+    options = {**DEFAULTS, **(args or {})}
+    unknown = set(options) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"Unknown quality seed options {sorted(unknown)}; known: "
+                         f"{sorted(DEFAULTS)}. Received: args={args}")
+    try:
+        seeds = [int(s) for s in str(options["seeds"]).split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise ValueError("seeds must be comma-separated integers, e.g. 0,1,2. Received: "
+                         f"seeds={options['seeds']!r}")
+    overrides = dict(options["overrides"] or {})
+    if "seed" in overrides:
+        raise ValueError("The seed comes from seeds, not from the overrides. Received: "
+                         f"overrides={overrides}")
+    quality.check_overrides(overrides)
+    bar = options["bar"] or BAR
+    out = options["output_dir"] or tempfile.mkdtemp(prefix="quality_seeds_")
+    os.makedirs(out, exist_ok=True)
+    sides = {"candidate": overrides}
+    if options["reference"]:
+        sides["reference"] = {}
+    result = {"bar": bar, "seeds": seeds, "overrides": overrides, "output_dir": out,
+              "machine": {"cpus": os.cpu_count(),
+                          "time_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}}
+    for side, side_overrides in sides.items():
+        rows = {}
+        for seed in seeds:
+            records, _ = quality.train_with_probe(
+                quality._ROOT, os.path.join(out, f"{side}_s{seed}.jsonl"),
+                overrides={**side_overrides, "seed": seed}, num_steps=options["max_steps"],
+                probe_every=options["probe_every"], num_images=options["num_images"],
+                targets=bar)
+            rows[seed] = summarize(records, bar)
+        result[side] = rows
+        result[f"worst_{side}"] = worst(rows)
+    return result
+
+
+def worst(rows):
+    """The worst seed: the slowest to the bar, or one that never reached it."""
+    missed = [seed for seed, row in rows.items() if row["steps_to_bar"] is None]
+    if missed:
+        return {"seed": missed[0], "reached_bar": False}
+    seed = max(rows, key=lambda s: rows[s]["wall_seconds_to_bar"])
+    return {"seed": seed, "reached_bar": True, "steps_to_bar": rows[seed]["steps_to_bar"],
+            "wall_seconds_to_bar": rows[seed]["wall_seconds_to_bar"]}
+
+
+def _cell(value, digits=3):
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(runs, bar=None):
+    """A markdown table of {name: summarize(...)} rows, one per run."""
+    bar = bar or BAR
+    lines = ["| run | steps | wall s | agreement | worst class | ε-diversity (min) "
+             "| steps to bar | per class |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, row in runs.items():
+        per_class = " ".join(_cell(a, 2) for a in row["class_agreement"] or [])
+        lines.append(
+            f"| {name} | {row['steps']} | {row['wall_seconds']:.0f} | {_cell(row['agreement'])} "
+            f"| {_cell(row['worst_class_agreement'])} | {_cell(row['min_epsilon_diversity'])} "
+            f"| {row['steps_to_bar'] if row['steps_to_bar'] is not None else 'not reached'} "
+            f"| {per_class} |")
+    return "\n".join(lines)
+
+
+def table(result):
+    """Plain-text summary of `run`'s result."""
+    runs = {f"{side} seed {seed}": row for side in ("reference", "candidate")
+            for seed, row in result.get(side, {}).items()}
+    lines = [markdown(runs, result["bar"])]
+    for side in ("reference", "candidate"):
+        if f"worst_{side}" in result:
+            lines.append(f"worst {side} seed: {json.dumps(result[f'worst_{side}'])}")
+    return "\n".join(lines)
+
+
+def main(paths):
+    runs = {}
+    for path in paths:
+        with open(path) as f:
+            records = [json.loads(line) for line in f if line.strip()]
+        if records:
+            runs[re.sub(r"\.jsonl$", "", os.path.basename(path))] = summarize(records)
+    print(markdown(runs))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,38 @@
+"""The multi-seed quality bar: every class and noise use count, and the worst seed decides."""
+
+import pytest
+
+from logit_inversion.benchmarks import quality_seeds
+
+
+def _record(step, agreement, worst, diversity, wall=None):
+    return {"step": step, "wall_seconds": wall or step / 2.0, "agreement": agreement,
+            "worst_class_agreement": worst, "class_agreement": [worst, agreement],
+            "min_epsilon_diversity": diversity}
+
+
+def test_the_bar_needs_every_class_and_noise_use():
+    curve = [_record(100, 0.99, 0.5, 0.4),    # one class fails
+             _record(200, 0.99, 0.95, 0.1),   # the generator ignores its noise
+             _record(300, 0.97, 0.92, 0.3),   # meets the bar
+             _record(400, 0.99, 0.2, 0.3)]    # and loses it again
+    row = quality_seeds.summarize(curve)
+    assert row["steps_to_bar"] == 300 and row["wall_seconds_to_bar"] == 150.0
+    assert row["steps"] == 400 and not row["meets_bar_at_end"]
+
+
+def test_the_worst_seed_is_one_that_never_reached_the_bar():
+    reached = quality_seeds.summarize([_record(300, 0.99, 0.95, 0.3)])
+    slower = quality_seeds.summarize([_record(500, 0.99, 0.95, 0.3)])
+    never = quality_seeds.summarize([_record(1600, 0.8, 0.0, 0.05)])
+    assert quality_seeds.worst({0: reached, 1: slower})["seed"] == 1
+    assert quality_seeds.worst({0: reached, 1: never, 2: slower}) == {
+        "seed": 1, "reached_bar": False}
+    assert "not reached" in quality_seeds.markdown({"x_s1": never})
+
+
+def test_bad_seeds_and_a_seed_override_are_refused_before_training():
+    with pytest.raises(ValueError, match="Received: seeds='a,b'"):
+        quality_seeds.run({"seeds": "a,b"})
+    with pytest.raises(ValueError, match="seed comes from seeds"):
+        quality_seeds.run({"seeds": "0", "overrides": {"seed": 3}})
