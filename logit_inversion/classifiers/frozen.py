@@ -121,6 +121,9 @@ _CIFAR10_SPEC = ClassifierSpec(32, (0.0, 1.0), 10, CIFAR10_CLASS_NAMES)
 REGISTRY = {
     "shapes": (str(SAVEDMODELS_DIR / "shapes_cnn"), _SHAPES_SPEC),
     "shapes_robust": (str(SAVEDMODELS_DIR / "shapes_robust"), _SHAPES_SPEC),
+    # Shape x position quadrant, 24 classes: its logits carry the position (a positive control
+    # for the factor audits); spec from its metadata.json.
+    "shapes_quadrant": (str(SAVEDMODELS_DIR / "shapes_quadrant"), None),
     "cifar10_standard": (str(SAVEDMODELS_DIR / "cifar10_standard"), _CIFAR10_SPEC),
     "cifar10_robust": (str(SAVEDMODELS_DIR / "cifar10_robust"), _CIFAR10_SPEC),
     "resnet50_v2": (

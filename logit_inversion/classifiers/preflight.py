@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from logit_inversion.classifiers import frozen
+from logit_inversion.data import shapes
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -209,26 +210,34 @@ def check_classifier(classifier, dataset, split="test", data_dir=None, spec=None
     """
     if not isinstance(classifier, frozen.FrozenClassifier):
         classifier = frozen.load_classifier(classifier, spec)
+    label_mode = _shapes_label_mode(classifier, dataset)
     images, labels = held_out_batch(dataset, split, data_dir,
-                                    resolution or classifier.spec.input_size, num_examples)
-    report = preflight(classifier, images, labels, _num_data_classes(dataset, data_dir))
+                                    resolution or classifier.spec.input_size, num_examples,
+                                    label_mode=label_mode)
+    num_data_classes = (len(classifier.spec.class_names) if label_mode
+                        else _num_data_classes(dataset, data_dir))
+    report = preflight(classifier, images, labels, num_data_classes)
     report.update(dataset=str(dataset), split=split)
+    if label_mode:
+        report["label_mode"] = label_mode
     return raise_on_problems(report, accept_risk, f"classifier '{classifier.handle}'")
 
 
-def check_config(config):
+def check_config(config, classifier=None):
     """`check_classifier` for a training config: its classifier, eval split and resolution.
 
     Settings (defaults in `configs/base.py`): `config.preflight.accept_risk`,
     `config.preflight.num_examples`; `config.preflight.enabled=False` skips the check (returns
-    None).
+    None). `classifier`: the config's classifier already loaded (a `FrozenClassifier`), so a
+    training run loads it once; default: loaded here from `config.classifier`.
     """
     settings = config.preflight
     if not settings.enabled:
         return None
     try:
         return check_classifier(
-            config.classifier, config.dataset, config.eval_split, config.data_dir,
+            config.classifier if classifier is None else classifier, config.dataset,
+            config.eval_split, config.data_dir,
             spec=config.classifier_spec, num_examples=settings.num_examples,
             resolution=config.resolution, accept_risk=settings.accept_risk)
     except PreflightError as error:
@@ -242,18 +251,35 @@ def as_flags(message, prefix):
     return message
 
 
-def held_out_batch(dataset, split, data_dir, resolution, num_examples):
-    """`(images [n, r, r, 3] in [-1, 1], labels int [n])`: the first n examples of a split."""
+def held_out_batch(dataset, split, data_dir, resolution, num_examples, label_mode=None):
+    """`(images [n, r, r, 3] in [-1, 1], labels int [n])`: the first n examples of a split.
+
+    `label_mode` (`shapes` only): labels of that mode of `shapes.LABEL_MODES`, from the factors.
+    """
     from logit_inversion.data.pipeline import build_dataset  # pylint: disable=import-outside-toplevel
 
+    extra = shapes.FACTOR_NAMES if label_mode else ()
     ds = build_dataset(dataset, split, resolution=resolution, batch_size=1, data_dir=data_dir,
-                       training=False).unbatch().take(num_examples).batch(num_examples)
+                       training=False, extra_features=extra
+                       ).unbatch().take(num_examples).batch(num_examples)
     batch = next(iter(ds), None)
     if batch is None:
         raise PreflightError(
             f"pre-flight check: split '{split}' of '{dataset}' has no images. "
             f"Received: dataset={dataset}, split={split}")
-    return batch["image"], batch["label"].numpy()
+    labels = batch["label"].numpy()
+    if label_mode:
+        labels = shapes.relabel(labels, {k: batch[k].numpy() for k in extra}, label_mode)
+    return batch["image"], labels
+
+
+def _shapes_label_mode(classifier, dataset):
+    """The `shapes` label mode of a classifier of other classes than the shape (e.g. shape x
+    quadrant), when checked on `shapes`: its labels then come from the factors."""
+    if str(dataset).split(":")[0] != "shapes":
+        return None
+    mode = shapes.label_mode_of(classifier.spec.class_names)
+    return None if mode == "shape" else mode
 
 
 def _num_data_classes(dataset, data_dir):

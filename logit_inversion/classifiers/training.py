@@ -24,7 +24,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from keras import layers
 
-import logit_inversion.data.shapes  # noqa: F401  (registers the `shapes` TFDS builder)
+from logit_inversion.data import shapes  # registers the `shapes` TFDS builder
 from logit_inversion.classifiers import adversarial, frozen as classifiers
 
 MODES = ("standard", "fgsm_rs", "pgd")
@@ -117,10 +117,13 @@ class AdversarialTraining(keras.Model):
         return {metric.name: metric.result() for metric in self.metrics}
 
 
-def load_dataset(dataset, split, data_dir=None, batch_size=128, training=False, max_examples=None):
+def load_dataset(dataset, split, data_dir=None, batch_size=128, training=False, max_examples=None,
+                 label_mode=None):
     """Batches of `(images float32 [batch, h, w, 3] in [0, 1], labels int64 [batch])`.
 
-    Training batches are shuffled and augmented (see `augment`).
+    Training batches are shuffled and augmented (see `augment`). `label_mode` (`shapes` only, a
+    key of `shapes.LABEL_MODES`) replaces the shape label by the class of that mode, computed
+    from each example's factors.
     """
 
     def to_unit_range(image, label):
@@ -129,7 +132,14 @@ def load_dataset(dataset, split, data_dir=None, batch_size=128, training=False, 
     def augment_batch(images, labels):
         return augment(images, dataset), labels
 
-    ds = tfds.load(dataset, split=split, data_dir=data_dir, as_supervised=True)
+    def relabelled(example):
+        return example["image"], shapes.relabel_tf(example["label"], example, label_mode)
+
+    if label_mode not in (None, "shape"):
+        _check_label_mode(dataset, label_mode)
+        ds = tfds.load(dataset, split=split, data_dir=data_dir).map(relabelled)
+    else:
+        ds = tfds.load(dataset, split=split, data_dir=data_dir, as_supervised=True)
     if max_examples is not None:
         ds = ds.take(max_examples)
     ds = ds.map(to_unit_range).cache()
@@ -139,6 +149,15 @@ def load_dataset(dataset, split, data_dir=None, batch_size=128, training=False, 
     if training:
         ds = ds.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _check_label_mode(dataset, label_mode):
+    if label_mode is None:
+        return
+    if dataset != "shapes":
+        raise ValueError(f"`label_mode` applies to the shapes dataset only. Received: "
+                         f"dataset={dataset!r}, label_mode={label_mode!r}")
+    shapes.label_names(label_mode)  # raises on an unknown mode
 
 
 def augment(images, dataset):
@@ -192,6 +211,7 @@ def train_classifier(
     overwrite=False,
     command=None,
     verbose=2,
+    label_mode=None,
 ):
     """Trains a classifier and writes it to `output` as a TF Hub-format SavedModel.
 
@@ -219,6 +239,9 @@ def train_classifier(
         overwrite: replace an existing `output`.
         command: the command line, recorded in the metadata.
         verbose: `fit` verbosity.
+        label_mode: `shapes` only: the classes to learn, a key of `shapes.LABEL_MODES`
+            (default: the dataset's labels), e.g. `shape_quadrant`, 24 classes (shape x
+            quadrant of its position), whose logits must carry the position.
 
     Returns:
         The metadata dict.
@@ -231,14 +254,17 @@ def train_classifier(
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"`optimizer` must be one of {OPTIMIZERS}. Received: "
                          f"optimizer={optimizer!r}")
+    _check_label_mode(dataset, label_mode)
     keras.utils.set_random_seed(seed)
     start = time.time()
 
     info = tfds.builder(dataset, data_dir=data_dir).info
     input_size = info.features["image"].shape[0]
-    class_names = tuple(info.features["label"].names)
-    train = load_dataset(dataset, "train", data_dir, batch_size, training=True)
-    test = load_dataset(dataset, "test", data_dir, batch_size)
+    class_names = (shapes.label_names(label_mode) if label_mode
+                   else tuple(info.features["label"].names))
+    train = load_dataset(dataset, "train", data_dir, batch_size, training=True,
+                         label_mode=label_mode)
+    test = load_dataset(dataset, "test", data_dir, batch_size, label_mode=label_mode)
 
     network = build_cnn(input_size, len(class_names), width, name=f"{dataset}_cnn")
     model = AdversarialTraining(network, mode, epsilon, pgd_steps, seed)
@@ -263,6 +289,7 @@ def train_classifier(
     metadata = {
         **spec.to_dict(),
         "dataset": dataset,
+        "label_mode": label_mode,
         "mode": mode,
         "epsilon": epsilon,
         "train_pgd_steps": pgd_steps if mode == "pgd" else None,
@@ -283,10 +310,11 @@ def train_classifier(
         # Evaluate what ships: the exported SavedModel, through the same loader users call.
         # Clean accuracy on the whole test split; PGD (costly) on the first `eval_examples`.
         # Default batch size and seed, so `bin/evaluate_classifier` reproduces the numbers.
-        clean = evaluate_classifier(str(staging), dataset, "test", data_dir, 0.0, 0, spec=spec)
+        clean = evaluate_classifier(str(staging), dataset, "test", data_dir, 0.0, 0, spec=spec,
+                                    label_mode=label_mode)
         robust = evaluate_classifier(
             str(staging), dataset, "test", data_dir, epsilon, eval_pgd_steps,
-            max_examples=eval_examples, spec=spec,
+            max_examples=eval_examples, spec=spec, label_mode=label_mode,
         )
         metadata.update(
             test_accuracy=clean["clean_accuracy"],
@@ -357,6 +385,7 @@ def evaluate_classifier(
     max_examples=None,
     spec=None,
     seed=0,
+    label_mode=None,
 ):
     """Clean and L-infinity PGD accuracy of any classifier `load_classifier` accepts.
 
@@ -369,12 +398,17 @@ def evaluate_classifier(
         max_examples: evaluate on the first `max_examples` examples only.
         spec: optional `ClassifierSpec` (default: registry or metadata.json).
         seed: seed of PGD's random starts.
+        label_mode: `shapes` only: score against the classes of this mode (see
+            `load_dataset`); default: the mode whose class names the classifier has, if any.
 
     Returns:
         Dict with `clean_accuracy`, `robust_accuracy`, `examples`, and the settings used.
     """
     clf = classifiers.load_classifier(classifier, spec)
-    data = load_dataset(dataset, split, data_dir, batch_size, max_examples=max_examples)
+    if label_mode is None and dataset == "shapes":
+        label_mode = shapes.label_mode_of(clf.spec.class_names)
+    data = load_dataset(dataset, split, data_dir, batch_size, max_examples=max_examples,
+                        label_mode=label_mode)
 
     def logits_fn(images):
         # The frozen classifier takes [-1, 1]; attacks work in [0, 1] pixel units.
@@ -387,5 +421,6 @@ def evaluate_classifier(
         "split": split,
         "epsilon": epsilon,
         "pgd_steps": pgd_steps,
+        **({"label_mode": label_mode} if label_mode not in (None, "shape") else {}),
         **results,
     }

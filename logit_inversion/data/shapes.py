@@ -6,6 +6,10 @@ factors are recorded per example, so an inverter's reconstructions can be checke
 factors the classifier's logits keep (class, maybe position) and which they throw away (colour,
 rotation): the invariances of the paper, on a dataset that trains in minutes on a CPU.
 
+`LABEL_MODES` give other classes to learn from the same images, each shape split by a factor
+(e.g. `shape_quadrant`: shape x quadrant of its position, 24 classes): a classifier trained on
+them must keep that factor in its logits, a positive control for the factor audits.
+
 Nothing is downloaded: after `import logit_inversion.data.shapes`,
 `tfds.load("shapes", data_dir=...)` generates the dataset on first use (~20 s).
 
@@ -61,6 +65,23 @@ STAR_INNER_RADIUS = 0.45
 STAR_POINTS = 5
 
 SUPERSAMPLE = 4
+
+# Label modes: which classes a classifier trained on `shapes` tells apart. `shape` is the
+# dataset's own label; the others split each shape by a nuisance factor, so a classifier trained
+# on them must keep that factor in its logits (a positive control for the factor audits, where
+# the `shape` classifier is the negative one). Each split is `(factor, thresholds, names)`: the
+# bin is the number of thresholds at or below the factor's value. The class index is
+# `shape * bins + bin`, bins in mixed radix over the splits in order.
+POSITION_MIDDLE = sum(POSITION_RANGE) / 2
+LABEL_MODES = {
+    "shape": (),
+    "shape_side": (("position_x", (POSITION_MIDDLE,), ("left", "right")),),
+    "shape_quadrant": (
+        ("position_y", (POSITION_MIDDLE,), ("top", "bottom")),
+        ("position_x", (POSITION_MIDDLE,), ("left", "right")),
+    ),
+    "shape_hue": (("shape_hue", (0.25, 0.5, 0.75), ("hue0", "hue1", "hue2", "hue3")),),
+}
 _RENDER_CHUNK = 256  # images rendered at once: bounds memory at ~100 MB with 4x supersampling
 
 
@@ -237,6 +258,58 @@ def _star(u, v, r):
 
 
 _MASKS = (_circle, _square, _triangle, _plus, _ring, _star)
+
+
+def _check_label_mode(mode):
+    if mode not in LABEL_MODES:
+        raise ValueError(f"`label_mode` must be one of {tuple(LABEL_MODES)}. Received: "
+                         f"label_mode={mode!r}")
+    return LABEL_MODES[mode]
+
+
+def label_names(mode):
+    """Class names of label mode `mode`, in class-index order, e.g. `circle_top_left`."""
+    names = [(shape,) for shape in CLASS_NAMES]
+    for _, _, bin_names in _check_label_mode(mode):
+        names = [prefix + (name,) for prefix in names for name in bin_names]
+    return tuple("_".join(parts) for parts in names)
+
+
+def label_mode_of(class_names):
+    """The label mode whose class names are `class_names`, or None (not a `shapes` labelling)."""
+    names = tuple(class_names or ())
+    return next((mode for mode in LABEL_MODES if label_names(mode) == names), None)
+
+
+def relabel(labels, factors, mode):
+    """Class indices of label mode `mode` from shape labels and factors (numpy).
+
+    Args:
+        labels: int array `[n]`, indices into `CLASS_NAMES`.
+        factors: dict from factor name to float array `[n]` (those the mode splits by).
+        mode: a key of `LABEL_MODES`.
+
+    Returns:
+        int64 array `[n]`, indices into `label_names(mode)`.
+    """
+    out = np.asarray(labels, np.int64)
+    for name, thresholds, bin_names in _check_label_mode(mode):
+        value = np.asarray(factors[name], np.float32)
+        bins = (value[..., None] >= np.asarray(thresholds, np.float32)).sum(-1)
+        out = out * len(bin_names) + bins
+    return out
+
+
+def relabel_tf(labels, factors, mode):
+    """`relabel` on tensors, for `tf.data` pipelines: int64 `[n]` (or scalar) class indices."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    out = tf.cast(labels, tf.int64)
+    for name, thresholds, bin_names in _check_label_mode(mode):
+        value = tf.cast(factors[name], tf.float32)[..., None]
+        above = tf.cast(value >= tf.constant(thresholds, tf.float32), tf.int64)
+        out = out * len(bin_names) + tf.reduce_sum(above, -1)
+    return out
 
 
 def generate_split(seed, n):

@@ -29,6 +29,15 @@ SHAPES_CLASSIFIER = ["--dataset=shapes", "--epochs=8"]
 VARIANTS = {"shapes_wide": ["--width=64"], "shapes_adam": ["--optimizer=adam"]}
 # Inverters shipped in savedmodels/ (their export is committed).
 SHIPPED = ("cifar10_standard", "cifar10_robust")
+# The factor audit's controls on the embedded data: the same demo recipe inverting a classifier
+# whose logits carry the position (shape x quadrant, the positive control) and the shipped
+# `shapes` one, whose logits keep almost nothing but the shape (the negative control;
+# docs/classifiers.md gives each one's linear-probe R² per factor). Role -> (classifier, the
+# export's name in savedmodels/).
+DEMO_CONFIG = "logit_inversion/configs/demo.py"
+CONTROL_INVERTER = [f"--config={DEMO_CONFIG}", "--config.cpu_bfloat16=off"]
+CONTROLS = {"positive": ("shapes_quadrant", "inverter_shapes_quadrant"),
+            "negative": ("shapes", "inverter_shapes_cnn")}
 # The classifier that judges each inverter's wrong-logit reconstructions beside Φ (Φ alone is
 # circular: the inverter was trained to satisfy it): another shipped classifier of the same
 # classes, trained another way.
@@ -104,16 +113,18 @@ def stages(root="runs/reproduce", data_dir="../shared/data/tfds", python=None):
               f"--second_classifier={SECOND_CLASSIFIER.get(classifier, 'shapes_robust')}",
               f"--output_dir={analysis}"]],
             [os.path.join(analysis, "index.html")]))
-    return out + _hinge_stages(root, data_dir, python)
+    return out + _hinge_stages(root, data_dir, python) + _control_stages(root, python)
 
 
-def _export_stage(name, workdir, export, root, python):
+def _export_stage(name, workdir, export, root, python, stage=None, train_stage=None):
+    """Stage `stage` (default `export_<name>`): export `workdir` to `export` and write its
+    metadata.json with the command of `train_stage` (default `invert_<name>`)."""
     export_command = [python, "bin/export", f"--workdir={workdir}", f"--output={export}"]
     return Stage(
-        f"export_{name}", f"ship the {name} inverter",
+        stage or f"export_{name}", f"ship the {name} inverter",
         [export_command,
          [python, "-m", "logit_inversion.reproduction.ship", f"--workdir={workdir}",
-          f"--output={export}", f"--root={root}", f"--stage=invert_{name}",
+          f"--output={export}", f"--root={root}", f"--stage={train_stage or f'invert_{name}'}",
           f"--export_command={shlex.join(export_command)}"]],
         [os.path.join(export, "1", "saved_model.pb"), os.path.join(export, "metadata.json")])
 
@@ -137,6 +148,31 @@ def _hinge_stages(root, data_dir, python):
             [[python, "bin/evaluate", f"--model={workdir}", "--dataset=cifar10",
               f"--data_dir={data_dir}", "--num_images=1000", f"--output={evaluation}"]],
             [os.path.join(evaluation, "metrics.json")]))
+    return out
+
+
+def _control_stages(root, python):
+    """Train, ship and audit (`bin/analyze --experiment=factors`, 1,000 test images) the
+    inverter of each `CONTROLS` classifier: `--only=control_positive` runs the positive
+    control's three stages, `--only=control` both controls'."""
+    out = []
+    for role, (classifier, export_name) in CONTROLS.items():
+        name = f"control_{role}"
+        workdir = os.path.join(root, "controls", classifier)
+        export = os.path.join("savedmodels", export_name)
+        analysis = os.path.join(root, "analysis", name)
+        out.append(Stage(
+            f"{name}_invert", f"demo-recipe inverter of {classifier}, the {role} control",
+            [[python, "bin/train", *CONTROL_INVERTER, f"--config.classifier={classifier}",
+              f"--workdir={workdir}"]],
+            [os.path.join(workdir, "metrics.json")]))
+        out.append(_export_stage(name, workdir, export, root, python,
+                                 stage=f"{name}_export", train_stage=f"{name}_invert"))
+        out.append(Stage(
+            f"{name}_factors", f"which shapes factors the {classifier} inverter draws back",
+            [[python, "bin/analyze", f"--model={export}", "--experiment=factors",
+              f"--output_dir={analysis}"]],
+            [os.path.join(analysis, "factors.json")]))
     return out
 
 
