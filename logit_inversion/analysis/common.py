@@ -12,7 +12,8 @@ differences are halved).
 
 import numpy as np
 
-from logit_inversion.analysis.model import softmax
+from logit_inversion.models import metrics
+from logit_inversion.serving.model import softmax
 
 
 def result(summary, tables=None, params=None, arrays=None):
@@ -34,8 +35,9 @@ def top1(logits):
 
 
 def agreement(logits_a, logits_b):
-    """Fraction of rows whose top-1 classes are equal."""
-    return float(np.mean(top1(logits_a) == top1(logits_b)))
+    """Fraction of rows whose top-1 classes are equal: the package's one top-1 agreement
+    (`models.metrics.top1_agreement`), as a Python float."""
+    return float(metrics.top1_agreement(np.asarray(logits_a), np.asarray(logits_b)))
 
 
 def pixel_distance(a, b):

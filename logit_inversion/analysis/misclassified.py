@@ -15,7 +15,7 @@ misclassified image" and the figure shows the least confident images instead.
 import numpy as np
 
 from logit_inversion.analysis import common, render, stats
-from logit_inversion.analysis.model import softmax
+from logit_inversion.serving.model import softmax
 
 TITLE = "Misclassified images"
 GUIDE = ("Originals Φ gets wrong (label above, Φ's top-1 below) and their reconstructions. A "

@@ -14,7 +14,7 @@ the AUROC of max-softmax for telling in-distribution from OOD inputs.
 import numpy as np
 
 from logit_inversion.analysis import common, render
-from logit_inversion.analysis.model import softmax
+from logit_inversion.serving.model import softmax
 
 TITLE = "Out-of-distribution inputs"
 GUIDE = ("Pairs of rows: inputs and their reconstructions, for in-distribution images, synthetic "

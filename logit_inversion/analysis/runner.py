@@ -16,7 +16,7 @@ from logit_inversion.analysis import (adversarial, compare, factor_regressor, fa
                                       invariance, manipulations, misclassified, ood,
                                       reconstructions, report)
 from logit_inversion.analysis.data import load_images
-from logit_inversion.analysis.model import open_model
+from logit_inversion.serving.model import open_model
 from logit_inversion.evaluation import noise_use
 
 MODULES = {

@@ -128,7 +128,8 @@ def _spec_dict(spec):
     return spec.to_dict() if hasattr(spec, "to_dict") else dict(spec)
 
 
-def load_feature_extractor(handle, layer=PENULTIMATE, spec=None, size=None, name=None):
+def load_feature_extractor(handle, layer=PENULTIMATE, spec=None, size=None, name=None,
+                           classifier=None):
     """Loads the feature vector `layer` of a classifier as a `FeatureExtractor` layer.
 
     Args:
@@ -143,6 +144,8 @@ def load_feature_extractor(handle, layer=PENULTIMATE, spec=None, size=None, name
             an integer s to average-pool it to s×s and flatten to `[batch, s * s * c]`
             (h and w must be multiples of s).
         name: optional layer name.
+        classifier: the `FrozenClassifier` already loaded from `handle` (with `spec`), whose
+            model is reused instead of loading the file again (a training run loads Φ once).
 
     Returns:
         A `FeatureExtractor`; `.output_dim` is the feature width F, and calling it on images
@@ -153,20 +156,27 @@ def load_feature_extractor(handle, layer=PENULTIMATE, spec=None, size=None, name
         raise ValueError(f"`layer` must be a non-empty string. Received: layer={layer!r}")
     if size is not None and (isinstance(size, bool) or int(size) != size or size < 1):
         raise ValueError(f"`size` must be None or a positive integer. Received: size={size}")
+    if classifier is not None and str(classifier.handle) != handle:
+        raise ValueError(f"`classifier` must be loaded from `handle`. Received: "
+                         f"handle={handle}, classifier.handle={classifier.handle}")
     if layer == LOGITS:
-        classifier = frozen.load_classifier(handle, spec, name=name and f"{name}_logits")
+        if classifier is None:
+            classifier = frozen.load_classifier(handle, spec, name=name and f"{name}_logits")
         return FeatureExtractor(classifier, handle, layer, size, spec, name=name)
 
     input_spec = _input_spec(handle, spec)
     location = frozen.REGISTRY[handle][0] if handle in frozen.REGISTRY else handle
     path = Path(location)
+    loaded = _loaded_model(classifier)
     if location.endswith(".keras") and path.is_file():
-        model = _keras_features(_load_keras(path, handle), layer, size, handle)
+        keras_model = loaded if loaded is not None else _load_keras(path, handle)
+        model = _keras_features(keras_model, layer, size, handle)
     elif path.is_dir() and (path / "saved_model.pb").exists():
-        model = _saved_model_features(path, layer, size, handle)
+        model = _saved_model_features(path, layer, size, handle, loaded)
     elif frozen._is_remote(location):
-        model = _callable_features(_load(frozen._remote_url(location), handle, remote=True),
-                                   layer, size, handle)
+        if loaded is None:
+            loaded = _load(frozen._remote_url(location), handle, remote=True)
+        model = _callable_features(loaded, layer, size, handle)
     else:
         raise ValueError(
             f"Cannot load features: expected {frozen._ACCEPTED_FORMS}. Received: handle={handle}")
@@ -179,6 +189,14 @@ def load_feature_extractor(handle, layer=PENULTIMATE, spec=None, size=None, name
     classifier = frozen.FrozenClassifier(model, feature_spec, handle,
                                          name=name and f"{name}_classifier")
     return FeatureExtractor(classifier, handle, layer, size, spec, name=name)
+
+
+def _loaded_model(classifier):
+    """The object `load_classifier` loaded for `classifier` (the SavedModel behind a signature
+    caller, or the Keras model), or None without a classifier."""
+    if classifier is None:
+        return None
+    return getattr(classifier.model, "loaded", classifier.model)
 
 
 def _input_spec(handle, spec):
@@ -346,8 +364,9 @@ def _by_name(model, name):
         return None
 
 
-def _saved_model_features(path, layer, size, handle):
-    loaded = _load(str(path), handle, remote=False)
+def _saved_model_features(path, layer, size, handle, loaded=None):
+    if loaded is None:
+        loaded = _load(str(path), handle, remote=False)
     if layer == PENULTIMATE and FEATURES_SIGNATURE in loaded.signatures:
         return _callable_features(loaded, f"{FEATURES_SIGNATURE}:{FEATURES_SIGNATURE}", size,
                                   handle)
@@ -529,12 +548,14 @@ class ConditioningClassifier(keras.layers.Layer):
         return (input_shape[0], self.num_classes)
 
 
-def load_conditioning(handle, layer=LOGITS, spec=None, size=None, name=None):
+def load_conditioning(handle, layer=LOGITS, spec=None, size=None, name=None, classifier=None):
     """The classifier layer an inverter conditions on: `load_classifier` for `layer="logits"`
     (or None), else a `ConditioningClassifier` over the chosen `layer` (see
-    `load_feature_extractor`)."""
-    classifier = frozen.load_classifier(handle, spec, name=name)
+    `load_feature_extractor`). `classifier`: the `FrozenClassifier` already loaded from
+    `handle`, used instead of loading it again."""
+    if classifier is None:
+        classifier = frozen.load_classifier(handle, spec, name=name)
     if layer in (None, LOGITS):
         return classifier
-    features = load_feature_extractor(handle, layer, spec, size)
+    features = load_feature_extractor(handle, layer, spec, size, classifier=classifier)
     return ConditioningClassifier(classifier, features, name=name and f"{name}_conditioning")

@@ -5,6 +5,8 @@ All take logits `[batch, K]` (float) and return a scalar float32 tensor, the mea
 
 import tensorflow as tf
 
+from logit_inversion.models import metrics
+
 
 def _float(x):
     return tf.cast(tf.convert_to_tensor(x), tf.float32)
@@ -12,7 +14,8 @@ def _float(x):
 
 def top_k_agreement(logits, reconstruction_logits, k=1):
     """Fraction of rows where the top-1 class of `logits` is among the top-`k` classes of
-    `reconstruction_logits` (k=1: the two arg-maxes agree).
+    `reconstruction_logits`; k=1 is the package's one top-1 agreement
+    (`models.metrics.top1_agreement`: the two arg-maxes agree).
 
     Args:
         logits: Φ(x), `[batch, K]`.
@@ -23,6 +26,8 @@ def top_k_agreement(logits, reconstruction_logits, k=1):
     num_classes = int(logits.shape[-1])
     if not 1 <= k <= num_classes:
         raise ValueError(f"k must be in [1, {num_classes}]. Received: k={k}")
+    if k == 1:
+        return tf.convert_to_tensor(metrics.top1_agreement(logits, reconstruction_logits))
     target = tf.argmax(logits, axis=-1, output_type=tf.int32)
     hit = tf.math.in_top_k(target, reconstruction_logits, k)
     return tf.reduce_mean(tf.cast(hit, tf.float32))

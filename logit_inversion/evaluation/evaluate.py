@@ -21,6 +21,7 @@ from logit_inversion.evaluation import (classification, distribution, diversity,
                                         identification, image_quality)
 from logit_inversion.evaluation.baselines import optimization
 from logit_inversion.evaluation.models import load_model
+from logit_inversion.models import metrics as metrics_lib
 
 # Columns of the Markdown table: (key in a model's results, header, format).
 COLUMNS = (
@@ -87,7 +88,7 @@ def score(images, labels, logits, reconstructions, classifier, features, candida
     recon_logits = _in_batches(classifier, reconstructions)
     k5 = min(5, int(logits.shape[-1]))
     result = {
-        "top1_agreement": classification.top_k_agreement(logits, recon_logits, 1),
+        "top1_agreement": metrics_lib.top1_agreement(logits, recon_logits),
         "top5_agreement": classification.top_k_agreement(logits, recon_logits, k5),
         "logit_cosine": classification.logit_cosine(logits, recon_logits),
         "logit_relative_l2": classification.logit_relative_l2(logits, recon_logits),

@@ -5,17 +5,20 @@ Specs:
   deterministic decoder (e.g. `configs/dosovitskiy_brox.py`) ignores the noise seed;
 - an export folder (`bin/export` output, a model or version folder);
 - `optimize[:key=value,...]`: the optimization baseline (`baselines.optimization`).
+
+Workdirs and exports are opened with `serving.model.open_model`, the package's one model
+handle (and its one checkpoint-coverage policy); their ε comes from `models.noise`.
 """
 
 import dataclasses
-import os
 from typing import Callable
 
+import numpy as np
 import tensorflow as tf
 
+from logit_inversion import files
 from logit_inversion.evaluation.baselines import optimization
-
-BATCH = 100
+from logit_inversion.serving import model as model_handle
 
 
 @dataclasses.dataclass
@@ -27,7 +30,7 @@ class Reconstructor:
         kind: "inverter", "export" or "optimization".
         resolution: side R of its reconstructions.
         reconstruct: `(images [n, h, w, 3] in [-1, 1], logits [n, K], seed) → [n, R, R, 3]`
-            in [-1, 1]; image i's noise depends only on (seed, i).
+            in [-1, 1]; image i's noise is `models.noise.noise_from_seeds([seed + i])`.
         classifier: handle of the classifier it inverts, when known.
         deterministic: whether the noise is ignored (diversity is then 0 by construction).
     """
@@ -40,63 +43,36 @@ class Reconstructor:
     deterministic: bool = False
 
 
-def _noise(n, dim, seed):
-    return tf.random.stateless_normal((n, dim), seed=(seed, 7))
-
-
-def _batched(fn, n):
-    parts = [fn(slice(i, min(i + BATCH, n))) for i in range(0, n, BATCH)]
-    return tf.concat(parts, 0)
-
-
 def check_checkpoint_covers_generator(inverter, workdir):
-    """Raises ValueError unless the newest checkpoint of `workdir` holds a value for every
-    weight of the restored EMA generator: a checkpoint that misses some (layers it did not
-    track) would silently be evaluated with random weights."""
-    path = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
-    saved = sum(1 for name, _ in tf.train.list_variables(path)
-                if name.startswith("ema_generator/") and ".OPTIMIZER_SLOT" not in name)
-    expected = len(inverter.ema_generator.weights)
-    if saved < expected:
-        raise ValueError(f"Checkpoint {path} holds {saved} of the EMA generator's {expected} "
-                         f"weights; evaluating it would use random layers. Received: "
-                         f"model={workdir}")
+    """Raises ValueError, in one line naming them, when the newest checkpoint of `workdir`
+    misses variables of the EMA generator: the package's one coverage policy
+    (`training.checkpoints.check_covers_generator`, which `restore_inverter` applies too)."""
+    from logit_inversion.training import checkpoints  # pylint: disable=import-outside-toplevel
+
+    path = tf.train.latest_checkpoint(files.join(str(workdir), "checkpoints"))
+    if path is None:
+        raise ValueError(f"No checkpoint in workdir {workdir!r}; train first. "
+                         f"Received: workdir={workdir!r}")
+    checkpoints.check_covers_generator(path, inverter, workdir)
 
 
-def _from_workdir(spec):
-    from logit_inversion.training import checkpoints, trainer
-
-    config = checkpoints.load_config(spec)
-    inverter = trainer.restore_inverter(spec)
-    check_checkpoint_covers_generator(inverter, spec)
-    deterministic = bool(getattr(inverter, "deterministic", False))
+def _from_handle(spec):
+    """A workdir or an export, through the one model handle."""
+    model = model_handle.open_model(spec)
 
     def reconstruct(images, logits, seed=0):
-        noise = _noise(len(logits), inverter.noise_dim, seed)
-        if deterministic:
-            noise = tf.zeros_like(noise)
-        return _batched(lambda s: inverter.generate(logits[s], noise[s]), len(logits))
-
-    return Reconstructor(spec, "inverter", inverter.resolution, reconstruct, config.classifier,
-                         deterministic)
-
-
-def _from_export(spec):
-    from logit_inversion.serving import loading
-
-    loaded = loading.load(spec)
-
-    def reconstruct(images, logits, seed=0):
-        # The export computes its own logits from uint8 pixels, as TF Serving would; the
-        # noise still comes from the same (seed, i) as for workdirs.
+        # An export computes its own logits from pixels only in `reconstruct`; here both kinds
+        # generate from the given logits, with ε of image i drawn from seed + i.
         del images
-        noise = _noise(len(logits), loaded.noise_dim, seed)
-        out = _batched(lambda s: tf.constant(loaded.generate(logits[s], noise=noise[s])),
-                       len(logits))
-        return tf.cast(out, tf.float32) / 127.5 - 1.0
+        logits = np.asarray(logits, np.float32)
+        noise = model.noise(len(logits), seed)
+        if model.deterministic:
+            noise = np.zeros_like(noise)
+        return tf.constant(model.generate(logits, noise))
 
-    return Reconstructor(spec, "export", loaded.resolution, reconstruct,
-                         loading.model_metadata(spec).get("classifier"))
+    kind = "inverter" if model.kind == "workdir" else "export"
+    return Reconstructor(spec, kind, model.resolution, reconstruct, model.classifier,
+                         model.deterministic)
 
 
 def _from_optimization(spec, classifier, resolution, progress):
@@ -127,9 +103,7 @@ def load_model(spec, classifier=None, resolution=None, progress=None):
             raise ValueError(
                 f"The optimization baseline needs a classifier. Received: model={spec}")
         return _from_optimization(spec, classifier, resolution, progress)
-    if os.path.isfile(os.path.join(spec, "config.json")):
-        return _from_workdir(spec)
-    if os.path.isdir(spec):
-        return _from_export(spec)
+    if tf.io.gfile.isdir(spec):
+        return _from_handle(spec)
     raise ValueError("Expected a bin/train workdir, a bin/export folder or "
                      f"'optimize[:key=value,...]'. Received: model={spec}")

@@ -19,11 +19,11 @@ import numpy as np
 def reconstruction(record, model_path=None):
     """uint8 `[R, R, 3]`: the view's reconstruction, G(edited logits, ε(seed))."""
     # pylint: disable=import-outside-toplevel  (TensorFlow loads only when a view is re-made)
-    from logit_inversion.analysis import model as analysis_model
+    from logit_inversion.serving import model as model_handle
     from logit_inversion.explore import session  # pylint: disable=import-outside-toplevel
 
     record = session.read_view(record)
-    model = analysis_model.open_model(model_path or record["model"])
+    model = model_handle.open_model(model_path or record["model"])
     logits = np.asarray([record["edited_logits"]], np.float32)
     noise = session.noise_for_seeds([record["seed"]], model.noise_dim)
     return session.to_uint8(model.generate(logits, noise))[0]

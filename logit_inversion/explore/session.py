@@ -1,6 +1,6 @@
 """The computations behind `bin/explore`'s page, free of any web code.
 
-An `Explorer` holds one or two inverters (opened with `analysis.model.open_model`, so a
+An `Explorer` holds one or two inverters (opened with `serving.model.open_model`, so a
 `bin/train` workdir and its export give the same pictures) and answers what the page asks:
 
 - `source_from_bytes` / `source_from_gallery`: an image as every model sees it. Uploaded files
@@ -13,7 +13,7 @@ An `Explorer` holds one or two inverters (opened with `analysis.model.open_model
   switches.
 - `view_record(...)`: the JSON that reproduces a view (see `reproduce`).
 
-Noise: sample j of a view with seed s uses `serving.export.noise_from_seeds(s + j)`, the
+Noise: sample j of a view with seed s uses `models.noise.noise_from_seeds(s + j)`, the
 convention of `bin/reconstruct` (one image, `--num_samples=K --seed=s`) and of the export's
 `reconstruct` signature; sample 0 is the main reconstruction.
 
@@ -35,8 +35,9 @@ import numpy as np
 import tensorflow as tf
 
 from logit_inversion.analysis import common
-from logit_inversion.analysis import model as analysis_model
+from logit_inversion.serving import model as model_handle
 from logit_inversion.data import exif, pipeline
+from logit_inversion.models import noise as noise_lib
 from logit_inversion.serving import export
 
 VIEW_FORMAT = "logit_inversion.explore.view/1"
@@ -51,7 +52,7 @@ class InputError(ValueError):
 
 
 def open_models(paths, class_names=None):
-    """The inverters at `paths` (one, or two to compare), as `AnalysisModel`s.
+    """The inverters at `paths` (one, or two to compare), as `serving.model.InverterModel`s.
 
     Raises:
         ValueError: in one line, when a path is not a workdir or export, or two models
@@ -64,7 +65,7 @@ def open_models(paths, class_names=None):
     models = []
     for path in paths:
         try:
-            models.append(analysis_model.open_model(path, name=_model_name(path),
+            models.append(model_handle.open_model(path, name=_model_name(path),
                                                     class_names=class_names))
         except Exception as error:  # pylint: disable=broad-except
             # Whatever the loader trips on (a missing folder, a SavedModel of something else,
@@ -153,14 +154,14 @@ def to_uint8(images):
 
 
 def noise_for_seeds(seeds, noise_dim):
-    """ε for each seed: `serving.export.noise_from_seeds`, the package's one convention."""
-    return np.asarray(export.noise_from_seeds(tf.constant(np.asarray(seeds, np.int64)),
-                                              noise_dim))
+    """ε for each seed: `models.noise.noise_from_seeds`, the package's one convention."""
+    return np.asarray(noise_lib.noise_from_seeds(tf.constant(np.asarray(seeds, np.int64)),
+                                                 noise_dim))
 
 
 def top_classes(logits, names, k=TOP):
     """`[(name, probability, index)]` of the `k` most probable classes of one logit vector."""
-    probabilities = analysis_model.softmax(np.asarray(logits)[None])[0]
+    probabilities = model_handle.softmax(np.asarray(logits)[None])[0]
     order = np.argsort(-probabilities, kind="stable")[:k]
     return [(names[i], float(probabilities[i]), int(i)) for i in order]
 
@@ -401,7 +402,7 @@ class Explorer:
             "source": {"name": source.name, "png_base64": base64.b64encode(source_png).decode()},
             "settings": settings.to_json(),
             "seed": int(settings.seed),
-            "noise": ("serving.export.noise_from_seeds([seed + j], noise_dim) for sample j; "
+            "noise": ("models.noise.noise_from_seeds([seed + j], noise_dim) for sample j; "
                       "sample 0 is the reconstruction"),
             "logit_unit": float(view.unit),
             "logits": [float(v) for v in view.logits],

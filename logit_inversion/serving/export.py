@@ -17,9 +17,10 @@ model holds the frozen classifier Φ and the EMA generator G and serves these si
 Images cross the boundary as uint8 RGB in [0, 255], of any height and width; inside the graph
 they are prepared as the training pipeline prepares its images (central square crop,
 anti-aliased resize to R, map to [-1, 1]). The noise of image i is a pure function of its seed
-(`noise_from_seeds`), so a request repeated with the same images and seeds returns the same
-reconstructions, in whatever batch it is sent. TF Serving cannot make an input optional, hence
-two endpoints: `serving_default` (images only, seed 0) and `reconstruct` (seed required).
+(`models.noise.noise_from_seeds`, the package's one seed → ε convention), so a request repeated
+with the same images and seeds returns the same reconstructions, in whatever batch it is sent.
+TF Serving cannot make an input optional, hence two endpoints: `serving_default` (images only,
+seed 0) and `reconstruct` (seed required).
 
 Malformed inputs fail inside the graph with `INVALID_ARGUMENT` and a message saying what was
 expected: TF Serving does not check shapes against the signature, so the graph must. That
@@ -40,6 +41,8 @@ import tensorflow as tf
 
 from logit_inversion import files
 from logit_inversion.data import exif, pipeline
+# The seed → ε convention this graph computes; shipped exports fix it (see `models.noise`).
+from logit_inversion.models.noise import noise_from_seeds
 
 # The serving contract: signature names and their input and output keys.
 SERVING_DEFAULT = "serving_default"
@@ -333,25 +336,6 @@ def _at_least_one_row(x):
     n = tf.shape(x)[0]
     row = tf.zeros(tf.concat([[1], tf.shape(x)[1:]], 0), x.dtype)
     return tf.cond(n > 0, lambda: x, lambda: row), n
-
-
-def noise_from_seeds(seeds, noise_dim):
-    """Standard normal noise `[B, noise_dim]` whose row i depends only on `seeds[i]`.
-
-    Args:
-        seeds: int64 `[B]`.
-        noise_dim: Z.
-
-    Returns:
-        float32 `[B, noise_dim]`; equal seeds give equal rows, in any batch.
-    """
-    return tf.map_fn(
-        lambda seed: tf.random.stateless_normal(
-            [noise_dim], seed=tf.stack([seed, tf.constant(0, tf.int64)])
-        ),
-        tf.cast(seeds, tf.int64),
-        fn_output_signature=tf.TensorSpec([noise_dim], tf.float32),
-    )
 
 
 def to_uint8(images):

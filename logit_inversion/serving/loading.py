@@ -10,6 +10,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from logit_inversion.models import noise as noise_lib
 from logit_inversion.serving import export
 
 
@@ -150,7 +151,7 @@ class LoadedInverter:
         if noise is None:
             batch = logits.shape[0] if logits.shape.rank else None
             seeds = tf.broadcast_to(_seeds(seed, batch), tf.shape(logits)[:1])
-            noise = export.noise_from_seeds(seeds, self.noise_dim)
+            noise = noise_lib.noise_from_seeds(seeds, self.noise_dim)
         noise = tf.convert_to_tensor(noise, tf.float32)
         return self._call(export.GENERATE, logits=logits, noise=noise)["images"]
 

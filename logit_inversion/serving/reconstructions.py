@@ -11,7 +11,7 @@ trained inverter, `num_samples` times with different noise, and writes the recon
   after the source split, read back with `build_dataset(name, split, data_dir=output)`.
 
 Each example carries its source `index` (position in the split), `label`, `sample`, `seed` (its
-noise is `serving.export.noise_from_seeds(seed)`, as the export's `reconstruct` draws it),
+noise is `models.noise.noise_from_seeds(seed)`, as the export's `reconstruct` draws it),
 `logits` (the conditioning vector of the source image), `source_top1` and
 `reconstruction_top1` (the classifier's top-1 on the reconstruction). `output/reconstructions
 .json` sums the run up (counts, the settings, top-1 agreement).
@@ -20,8 +20,7 @@ Resumable: the split is processed in chunks of `batch_size` source images; a chu
 exist is skipped, and every file is written atomically, so an interrupted run re-run with the
 same arguments continues where it stopped. A re-run with different settings is refused.
 
-`model` is a `bin/train` workdir (`training.restore_inverter`) or an export
-(`serving.loading.load`).
+`model` is a `bin/train` workdir or an export, opened with `serving.model.open_model`.
 """
 
 import io
@@ -35,6 +34,8 @@ import numpy as np
 import tensorflow as tf
 
 from logit_inversion import files
+from logit_inversion.models import noise as noise_lib
+from logit_inversion.serving import model as model_handle
 
 FORMATS = ("folder", "tfds")
 SUMMARY_FILENAME = "reconstructions.json"
@@ -48,7 +49,7 @@ def write_reconstructions(model, dataset, split, output, format="folder", num_sa
 
     Args:
         model: a `bin/train` workdir or an exported inverter (model or version folder), or
-            what `load_model` returned for one (to reuse it for several outputs).
+            what `load_model` or `serving.model.open_model` returned for one (to reuse it).
         dataset, split, data_dir: the source images, as `build_dataset` takes them.
         output: the output folder (format `folder`) or TFDS data directory (format `tfds`).
         format: `"folder"` or `"tfds"`.
@@ -71,7 +72,8 @@ def write_reconstructions(model, dataset, split, output, format="folder", num_sa
         raise ValueError(
             f"name must be a snake_case TFDS name (lower-case letters, digits, _). "
             f"Received: name={name}")
-    inverter = model if hasattr(model, "reconstruct") else load_model(model)
+    inverter = (model if hasattr(model, "reconstruct") else
+                _Reconstructor(model) if hasattr(model, "class_logits") else load_model(model))
     records, class_names, total = _source(dataset, split, data_dir, inverter.resolution)
     settings = {"model": inverter.path,
                 "dataset": dataset, "split": split, "format": format,
@@ -134,75 +136,46 @@ def write_reconstructions(model, dataset, split, output, format="folder", num_sa
 def load_model(path):
     """A `bin/train` workdir or an export, as an object with `reconstruct(images, seeds)`.
 
-    `reconstruct` takes uint8 images `[B, R, R, 3]` and int64 seeds `[B]`, and returns numpy
-    `image` uint8 `[B, R, R, 3]`, `logits` float32 `[B, K]` (the conditioning vectors),
-    `source_top1` and `reconstruction_top1` int `[B]`.
+    Both are opened with `serving.model.open_model` (the package's one model handle, so a
+    workdir whose checkpoint misses generator variables is refused). `reconstruct` takes uint8
+    images `[B, R, R, 3]` and int64 seeds `[B]`, and returns numpy `image` uint8
+    `[B, R, R, 3]`, `logits` float32 `[B, K]` (the conditioning vectors), `source_top1` and
+    `reconstruction_top1` int `[B]`.
     """
     path = os.fspath(path)
     if files.is_local(path):
         path = os.path.abspath(path)
-    from logit_inversion.training import checkpoints  # pylint: disable=import-outside-toplevel
-
-    if tf.io.gfile.exists(files.join(path, checkpoints.CONFIG_FILENAME)):
-        return _WorkdirModel(path)
-    from logit_inversion.serving import loading  # pylint: disable=import-outside-toplevel
-
     try:
-        loading.resolve_version(path)
-    except ValueError:
+        return _Reconstructor(model_handle.open_model(path))
+    except model_handle.NotAModel:
         raise ValueError(
-            f"--model must be a bin/train workdir (with {checkpoints.CONFIG_FILENAME}) or an "
-            f"exported inverter (a SavedModel or a folder of numbered versions). "
-            f"Received: model={path}") from None
-    return _ExportModel(loading.load(path))
+            "--model must be a bin/train workdir (with config.json) or an exported inverter "
+            f"(a SavedModel or a folder of numbered versions). Received: model={path}") from None
 
 
-class _WorkdirModel:
-    """An inverter restored from its newest checkpoint (with standing statistics)."""
+class _Reconstructor:
+    """Reconstructions and top-1 through one `serving.model.InverterModel`."""
 
-    def __init__(self, workdir):
-        from logit_inversion.training import restore_inverter  # pylint: disable=import-outside-toplevel
-
-        self.path = workdir
-        self.inverter = restore_inverter(workdir)
-        self.resolution = int(self.inverter.resolution)
-        self.vector_width = int(self.inverter.num_classes)
-        classifier = self.inverter.classifier
-        # A classifier conditioned on another layer still reports top-1 from its logits.
-        self.logits = getattr(classifier, "logits", classifier)
+    def __init__(self, model):
+        self.model = model
+        self.inverter = model.inverter
+        self.path = model.path
+        self.resolution = model.resolution
+        self.vector_width = model.num_classes
 
     def reconstruct(self, images, seeds):
-        from logit_inversion.serving import export  # pylint: disable=import-outside-toplevel
-
-        images = tf.convert_to_tensor(images, tf.float32) / 127.5 - 1.0
-        vectors = self.inverter.classifier(images)
-        noise = export.noise_from_seeds(tf.constant(seeds, tf.int64), self.inverter.noise_dim)
-        reconstructions = self.inverter.generate(vectors, noise)
-        source_logits = vectors if self.logits is self.inverter.classifier else self.logits(images)
+        images = np.asarray(images, np.float32) / 127.5 - 1.0
+        vectors = self.model.classify(images)
+        noise = np.asarray(noise_lib.noise_from_seeds(tf.constant(seeds, tf.int64),
+                                                      self.model.noise_dim))
+        reconstructions = self.model.generate(vectors, noise)   # on the uint8 grid
+        recon_vectors = self.model.classify(reconstructions)
         return {
-            "image": export.to_uint8(reconstructions).numpy(),
+            "image": np.round((reconstructions + 1.0) * 127.5).astype(np.uint8),
             "logits": np.asarray(vectors, np.float32),
-            "source_top1": np.argmax(source_logits, -1),
-            "reconstruction_top1": np.argmax(self.logits(reconstructions), -1),
-        }
-
-
-class _ExportModel:
-    """An exported inverter: reconstructions and top-1 through its serving signatures."""
-
-    def __init__(self, loaded):
-        self.loaded = loaded
-        self.path = loaded.path
-        self.resolution = loaded.resolution
-        self.vector_width = loaded.num_classes
-
-    def reconstruct(self, images, seeds):
-        out = self.loaded.reconstruct(images, seed=seeds)
-        return {
-            "image": out["reconstructions"],
-            "logits": out["logits"].astype(np.float32),
-            "source_top1": np.argmax(out["logits"], -1),
-            "reconstruction_top1": np.argmax(self.loaded.classify(out["reconstructions"]), -1),
+            "source_top1": np.argmax(self.model.class_logits(images, vectors), -1),
+            "reconstruction_top1": np.argmax(
+                self.model.class_logits(reconstructions, recon_vectors), -1),
         }
 
 

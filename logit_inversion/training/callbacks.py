@@ -8,6 +8,20 @@ import keras
 import tensorflow as tf
 
 from logit_inversion import visualize
+from logit_inversion.models import noise as noise_lib
+
+# The seed of the ε of the TensorBoard grid and of reconstructions.png: the export's default
+# seed, so the grid shows what `serving_default` would return for its images.
+GRID_SEED = 0
+
+
+def grid_noise(inverter, n, seed=GRID_SEED):
+    """ε `[n, Z]` of the training outputs' grids: `models.noise.noise(n, Z, seed)`, the
+    package's one seed → ε convention (zeros for a deterministic decoder, as it was trained)."""
+    noise = noise_lib.noise(n, int(inverter.noise_dim), seed)
+    if getattr(inverter, "deterministic", False):
+        return tf.zeros_like(noise)
+    return noise
 
 
 def _step(model):
@@ -68,7 +82,8 @@ class Throughput(keras.callbacks.Callback):
 
 
 class TensorBoardLogger(keras.callbacks.Callback):
-    """Scalars every `every` steps and an originals | reconstructions grid each epoch."""
+    """Scalars every `every` steps and an originals | reconstructions grid each epoch, its ε
+    from `grid_noise` (seed `GRID_SEED`)."""
 
     def __init__(self, logdir, fixed_images, every=50):
         super().__init__()
@@ -89,7 +104,7 @@ class TensorBoardLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self._scalars(logs)
         if self.fixed_noise is None:
-            self.fixed_noise = self.model.sample_noise(len(self.fixed_images), seed=(0, 0))
+            self.fixed_noise = grid_noise(self.model, len(self.fixed_images))
         logits = self.model.classifier(self.fixed_images)
         recon = self.model.generate(logits, self.fixed_noise)
         grid = visualize.grid_array([visualize.to_uint8(self.fixed_images),

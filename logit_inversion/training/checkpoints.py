@@ -101,6 +101,38 @@ def variables_by_path(layer):
     return by_path
 
 
+def _checkpoint_key(attribute, path):
+    """The key under which `make_manager`'s checkpoint stores the variable `path` of the dict
+    `attribute`: object-graph names escape "." as ".." and "/" as ".S"."""
+    escaped = path.replace(".", "..").replace("/", ".S")
+    return f"{attribute}/{escaped}/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def missing_variables(checkpoint_path, layer, attribute="ema_generator"):
+    """The paths of `layer`'s variables that the checkpoint `checkpoint_path` (written by
+    `make_manager`'s checkpoint, `layer` under `attribute`) holds no value for; [] when it
+    covers them all."""
+    saved = {name for name, _ in tf.train.list_variables(checkpoint_path)}
+    return [path for path in variables_by_path(layer)
+            if _checkpoint_key(attribute, path) not in saved]
+
+
+def check_covers_generator(checkpoint_path, inverter, workdir):
+    """Raises ValueError, in one line naming them, when the checkpoint misses any variable of
+    the EMA generator: those would keep their fresh initialisation, and every reconstruction,
+    score and export made from the workdir would silently be of another network."""
+    missing = missing_variables(checkpoint_path, inverter.ema_generator)
+    if missing:
+        total = len(inverter.ema_generator.weights)
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more"
+                                           if len(missing) > 10 else "")
+        raise ValueError(
+            f"Checkpoint {checkpoint_path} holds no value for {len(missing)} of the EMA "
+            f"generator's {total} variables ({shown}); refusing to use freshly initialised "
+            f"layers. Use an export written by the training process, or retrain. "
+            f"Received: workdir={workdir}")
+
+
 def make_manager(inverter, workdir, keep, chief=True):
     """A `CheckpointManager` over everything training needs to resume: G, its EMA copy, D,
     both optimizers (their `iterations` is the step). With `chief=False` (a non-chief worker),

@@ -29,20 +29,36 @@ from logit_inversion.models.generator import Generator
 from logit_inversion.models.inverter import LogitInverter
 
 
-def _feature_extractor(config):
-    """The comparator of the optional feature loss (`configs/dosovitskiy_brox.py`), or None."""
+def _feature_extractor(config, classifier=None):
+    """The comparator of the optional feature loss (`configs/dosovitskiy_brox.py`), or None;
+    from `classifier` (the loaded Φ) when given, rather than a second load of its file."""
     if not config.feature_weight:
         return None
     from logit_inversion.classifiers.features import load_feature_extractor
-    return load_feature_extractor(config.classifier, config.feature_layer, config.classifier_spec)
+    return load_feature_extractor(config.classifier, config.feature_layer, config.classifier_spec,
+                                  classifier=classifier)
 
 
-def build_inverter(config):
-    """The `LogitInverter` a config describes, with every variable created."""
+def load_frozen_classifier(config):
+    """Φ of a config, loaded once: `build_inverter`, the pre-flight check and the feature
+    loss of a run all take this one object."""
+    return load_classifier(config.classifier, config.classifier_spec)
+
+
+def build_inverter(config, classifier=None):
+    """The `LogitInverter` a config describes, with every variable created.
+
+    Args:
+        config: a training config.
+        classifier: Φ already loaded by `load_frozen_classifier(config)`; default: loaded here.
+    """
+    if classifier is None:
+        classifier = load_frozen_classifier(config)
     # The conditioning vector: the logits, or another layer of the classifier (then
     # `classifier.logits` still gives the logits, on which agreement is measured).
-    classifier = load_conditioning(config.classifier, config.conditioning.layer,
-                                   config.classifier_spec, config.conditioning.size)
+    conditioning = load_conditioning(config.classifier, config.conditioning.layer,
+                                     config.classifier_spec, config.conditioning.size,
+                                     classifier=classifier)
     m = config.model
     generator = Generator(
         resolution=config.resolution, ch=m.ch, noise_dim=m.noise_dim, embed_dim=m.embed_dim,
@@ -52,14 +68,14 @@ def build_inverter(config):
         resolution=config.resolution, ch=m.ch, attention_resolution=m.d_attention,
         multipliers=m.d_multipliers, name="discriminator")
     inverter = LogitInverter(
-        classifier, generator, discriminator, d_steps=config.d_steps,
+        conditioning, generator, discriminator, d_steps=config.d_steps,
         ema_decay=config.ema_decay, ema_start=config.ema_start,
         consistency_weight=config.consistency_weight,
         consistency_temperature=config.consistency_temperature,
         pixel_weight=config.pixel_weight, seed=config.seed,
         diversity_weight=config.diversity_weight, diversity_clip=config.diversity_clip,
         deterministic=config.deterministic, feature_weight=config.feature_weight,
-        feature_extractor=_feature_extractor(config),
+        feature_extractor=_feature_extractor(config, classifier),
         agreement_every=config.train_agreement_every)
     inverter.build_all()
     return inverter
@@ -93,7 +109,8 @@ def _logs_as_vectors(inverter):
 
 
 def restore_inverter(workdir):
-    """The inverter of a `bin/train` workdir with its newest checkpoint loaded."""
+    """The inverter of a `bin/train` workdir with its newest checkpoint loaded; a ValueError
+    naming them when that checkpoint misses any variable of the EMA generator."""
     config = checkpointing.load_config(workdir)
     inverter = build_inverter(config)
     compile_inverter(inverter, config)
@@ -101,6 +118,9 @@ def restore_inverter(workdir):
     if manager.latest_checkpoint is None:
         raise ValueError(f"No checkpoint in workdir {workdir!r}; train first. "
                          f"Received: workdir={workdir!r}")
+    # The one checkpoint-coverage policy of every reader of a workdir (analyses, evaluation,
+    # reconstructions, export, explorer): refuse a checkpoint that misses a variable of G_ema.
+    checkpointing.check_covers_generator(manager.latest_checkpoint, inverter, workdir)
     manager.checkpoint.restore(manager.latest_checkpoint).expect_partial()
     apply_standing_stats(inverter, config)
     return inverter
@@ -238,7 +258,7 @@ def evaluate(inverter, config, workdir, images):
     if not _is_chief(strategy):
         return metrics
     logits = inverter.classifier(images)
-    recon = inverter.generate(logits, inverter.sample_noise(len(images), seed=(1, 2)))
+    recon = inverter.generate(logits, callbacks_lib.grid_noise(inverter, len(images)))
     recon_logits = inverter.classifier(recon)
     names = inverter.classifier.spec.class_names
     label = (lambda i: names[i]) if names else str
@@ -284,15 +304,18 @@ def _train(config, workdir, strategy, tpu, verbose):
     # fixed grid or one evaluation batch, fail before anything is written.
     _check_eval_split(config, strategy.num_replicas_in_sync)
     fixed = next(iter(_eval_dataset(config, config.num_images)))["image"]
+    # Φ is loaded once here; the pre-flight check, the inverter and the feature loss share it.
+    with strategy.scope():
+        classifier = load_frozen_classifier(config)
     # The classifier must classify held-out images under its spec (range, channel order,
     # logits) before anything is trained or written; config.preflight.accept_risk overrides.
-    preflight_report = preflight.check_config(config)
+    preflight_report = preflight.check_config(config, classifier)
     # Only the chief writes into the workdir (config, TensorBoard, checkpoints, outputs).
     chief = _is_chief(strategy)
     task = _task_name(strategy)
 
     with strategy.scope():
-        inverter = build_inverter(config)
+        inverter = build_inverter(config, classifier)
         compile_inverter(inverter, config)
     # Only now: a classifier that fails when loaded must leave no empty workdir behind.
     if chief:
