@@ -141,6 +141,34 @@ def table(result):
     return "\n".join(lines)
 
 
+def figure(curves, png_path):
+    """Three panels (overall agreement, worst class's agreement, least ε-diversity over the
+    classes) against the generator step, one line per run; `curves`: {name: records}."""
+    import numpy as np
+
+    from logit_inversion import visualize
+    from logit_inversion.analysis import render
+
+    steps = sorted({r["step"] for records in curves.values() for r in records})
+    labels = [str(s) if i % 2 == 0 else "" for i, s in enumerate(steps)]
+
+    def series(key):
+        out = {}
+        for name, records in curves.items():
+            by_step = {r["step"]: r.get(key) for r in records}
+            out[name] = [np.nan if by_step.get(s) is None else by_step[s] for s in steps]
+        return out
+
+    panels = [render.line_chart("held-out agreement", labels, series("agreement"), "step", "",
+                                size=(330, 200)),
+              render.line_chart("worst class's agreement", labels,
+                                series("worst_class_agreement"), "step", "", size=(330, 200)),
+              render.line_chart("least ε-diversity of a class (bar 0.2)", labels,
+                                series("min_epsilon_diversity"), "step", "",
+                                y_range=(0.0, 0.6), size=(330, 200))]
+    visualize.save_png(render.stack(panels, horizontal=True), png_path)
+
+
 def main(paths):
     runs = {}
     for path in paths:
@@ -149,6 +177,7 @@ def main(paths):
         if records:
             runs[re.sub(r"\.jsonl$", "", os.path.basename(path))] = summarize(records)
     print(markdown(runs))
+    return runs
 
 
 if __name__ == "__main__":
