@@ -128,6 +128,15 @@ def test_a_second_classifier_must_agree_too(root):
     assert _rows(root, "Reconstructions follow wrong logits")[0][3] == "within noise"
 
 
+def test_no_noise_verdict_for_a_generator_that_ignores_its_noise(root):
+    # The standard inverter's samples barely differ: its small std says nothing about Φ.
+    path = os.path.join(root, "analysis", "cifar10_standard", "invariance.json")
+    _write(path, {"summary": {"mean_pixel_std": 0.05, "generator_ignores_noise": True}})
+    noise = _rows(root, "Noise matters more for standard")[0]
+    assert noise[3] == "not testable: the generator ignores ε"
+    assert "cifar10_standard: ε-diversity below 0.2" in noise[2]
+
+
 def test_close_robust_and_standard_are_within_noise(tmp_path):
     root = str(tmp_path)
     _evaluation(root, "cifar10_standard", 0.30, 0.2)

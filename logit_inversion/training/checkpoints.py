@@ -112,7 +112,10 @@ def missing_variables(checkpoint_path, layer, attribute="ema_generator"):
     """The paths of `layer`'s variables that the checkpoint `checkpoint_path` (written by
     `make_manager`'s checkpoint, `layer` under `attribute`) holds no value for; [] when it
     covers them all."""
-    saved = {name for name, _ in tf.train.list_variables(checkpoint_path)}
+    # The reader takes the prefix as it is: `tf.train.list_variables` first asks whether the
+    # path is a directory, which a prefix on some filesystems (ram://) appears to be.
+    saved = set(tf.compat.v1.train.NewCheckpointReader(checkpoint_path)
+                .get_variable_to_shape_map())
     return [path for path in variables_by_path(layer)
             if _checkpoint_key(attribute, path) not in saved]
 
