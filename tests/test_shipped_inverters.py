@@ -79,3 +79,23 @@ def test_model_metadata_is_read_from_the_model_folder_or_beside_a_version(tmp_pa
     (tmp_path / "m" / "metadata.json").write_text(json.dumps({"classifier": "shapes"}))
     assert loading.model_metadata(tmp_path / "m")["classifier"] == "shapes"
     assert loading.model_metadata(str(tmp_path / "m" / "3") + "/")["classifier"] == "shapes"
+
+
+# The controls of the factor audit: the folder is named after the classifier's folder.
+CONTROLS = [("shapes_cnn", "shapes", 6), ("shapes_quadrant", "shapes_quadrant", 24)]
+
+
+@pytest.mark.parametrize("folder_name,classifier,num_classes", CONTROLS)
+def test_shipped_control_inverters_invert_their_classifier(folder_name, classifier, num_classes):
+    folder = REPO / "savedmodels" / f"inverter_{folder_name}"
+    metadata = json.loads((folder / "metadata.json").read_text())
+    assert metadata["classifier"] == classifier and metadata["dataset"] == "shapes"
+    assert f"--config.classifier={classifier} " in metadata["command"] + " "
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    assert size < 8 * 2**20, f"{folder} is {size / 2**20:.1f} MB; shipped models stay small"
+    inverter = logit_inversion.load(str(folder))
+    assert (inverter.resolution, inverter.num_classes) == (32, num_classes)
+    images = _images()
+    out = inverter.reconstruct(images, seed=3)
+    expected = frozen.load_classifier(classifier)(images.astype(np.float32) / 127.5 - 1.0)
+    np.testing.assert_allclose(out["logits"], expected.numpy(), rtol=1e-3, atol=1e-3)
