@@ -13,7 +13,7 @@ from PIL import Image
 
 from logit_inversion import testing
 from logit_inversion.analysis import factor_regressor, runner
-from logit_inversion.evaluation import noise_use
+from logit_inversion.models import noise_use
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(num_images=8, scan_images=16, factor_images=16, seed=0)

@@ -14,7 +14,7 @@ import tensorflow as tf
 from logit_inversion.analysis import invariance, runner
 from logit_inversion.analysis.model import AnalysisModel
 from logit_inversion.data import shapes
-from logit_inversion.evaluation import noise_use
+from logit_inversion.models import noise_use
 from logit_inversion.training import class_report
 
 

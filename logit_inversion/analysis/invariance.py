@@ -7,14 +7,14 @@ per class the share of the pixel variance that ε explains (`epsilon_variance_fr
 
 These say something about Φ only if the generator uses its noise: a generator that ignores ε
 draws K near-identical samples whatever Φ ignores. So the collapse check comes first: the
-ε-diversity of `evaluation.noise_use` (samples of the same logits against real images of the
+ε-diversity of `models.noise_use` (samples of the same logits against real images of the
 class); below its threshold the verdict is "not testable: the generator ignores ε".
 """
 
 import numpy as np
 
 from logit_inversion.analysis import common, render
-from logit_inversion.evaluation import noise_use
+from logit_inversion.models import noise_use
 
 TITLE = "Invariance: fixed logits, resampled noise"
 GUIDE = ("Each row: one original, K reconstructions from the same logits with different noise ε, "

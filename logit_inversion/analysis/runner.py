@@ -17,7 +17,7 @@ from logit_inversion.analysis import (adversarial, compare, factor_regressor, fa
                                       reconstructions, report)
 from logit_inversion.analysis.data import load_images
 from logit_inversion.serving.model import open_model
-from logit_inversion.evaluation import noise_use
+from logit_inversion.models import noise_use
 
 MODULES = {
     "reconstructions": reconstructions, "invariance": invariance,

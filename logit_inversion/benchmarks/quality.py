@@ -49,8 +49,7 @@ def train_with_probe(code_root, output, overrides=None, num_steps=None, probe_ev
                "--output", output, "--overrides", json.dumps(overrides or {}),
                "--probe_every", str(probe_every), "--num_images", str(num_images),
                "--targets", json.dumps(targets or {}),
-               "--noise_use", os.path.join(_ROOT, "logit_inversion", "evaluation",
-                                           "noise_use.py")]
+               "--noise_use", os.path.join(_ROOT, "logit_inversion", "models", "noise_use.py")]
     if num_steps:
         command += ["--num_steps", str(num_steps)]
     env = {**os.environ, "PYTHONPATH": os.path.abspath(code_root)}

@@ -7,7 +7,7 @@ overall agreement:
 
 - held-out agreement ≥ 0.95 (`agreement`);
 - every class's agreement ≥ 0.9 (`worst_class_agreement`; classes by Φ(x)'s top-1);
-- every class's ε-diversity ≥ `evaluation.noise_use.THRESHOLD` (`min_epsilon_diversity`):
+- every class's ε-diversity ≥ `models.noise_use.THRESHOLD` (`min_epsilon_diversity`):
   the samples of one logit vector differ at least as much as real images of the class that
   differ only in size do.
 

@@ -8,7 +8,7 @@ must show, not the dataset label, which Φ may disagree with):
 - `agreement`: top-1 agreement between Φ(G_ema(Φ(x), ε)) and Φ(x) on the held-out images, with
   the noise `LogitInverter.evaluate` draws, so that on one replica the classes' counts add up
   to the overall `agreement` exactly;
-- `epsilon_diversity`: `evaluation.noise_use`'s ε-diversity, from `samples` ε for up to
+- `epsilon_diversity`: `models.noise_use`'s ε-diversity, from `samples` ε for up to
   `images_per_class` held-out images of the class (their pairwise distances are the
   real-image reference).
 
@@ -19,7 +19,7 @@ generator ignores its noise each get a warning line.
 import numpy as np
 import tensorflow as tf
 
-from logit_inversion.evaluation import noise_use
+from logit_inversion.models import noise_use
 from logit_inversion.models import inverter as inverter_lib
 from logit_inversion.models import metrics as metrics_lib
 
