@@ -153,8 +153,28 @@ def test_identity_manipulations_reproduce_the_base_reconstruction(inverters, ima
     assert rows[("scale", 0.0)]["pixel_change"] > 0  # zero logits do change the picture
     assert rows[("scale", 2.0)]["edited_logits_top1_agreement"] == 1.0  # argmax kept by s > 0
     assert result["summary"]["identity_pixel_change"] == 0.0
+    # Claims (c) and (d): changes from the base with intervals; none at the identity.
+    for sweep, value in manipulations.IDENTITY.items():
+        row = rows[(sweep, value)]
+        assert row["contrast_change"] == row["sharpness_change"] == 0.0
+        assert row["class_change_rate"] == 0.0 and row["class_change_rate_low"] == 0.0
+    for row in result["tables"]["sweeps"]:
+        for key in ("pixel_change", "contrast_change", "sharpness_change", "class_change_rate"):
+            assert row[f"{key}_low"] <= row[key] + 1e-12 <= row[f"{key}_high"] + 2e-12, (row, key)
+    summary = result["summary"]
+    assert summary["shift_pixel_change_per_unit"] > 0
+    assert summary["gaussian_pixel_change_per_unit_low"] <= summary[
+        "gaussian_pixel_change_per_unit"] <= summary["gaussian_pixel_change_per_unit_high"]
     width, height = _png_size(manipulations.render_figure(model, result))
     assert width >= 6 * TILE and height >= 3 * TILE  # original + 5 values; 3 sweeps
+
+
+def test_sharpness_is_lower_for_a_blurred_image():
+    # Stripes two pixels wide: a blur lowers every step between them.
+    rows = np.arange(16)[None, :, None, None]
+    image = np.where(rows // 2 % 2, 1.0, -1.0) * np.ones((1, 16, 16, 3))
+    blurred = (image + np.roll(image, 1, axis=1) + np.roll(image, -1, axis=1)) / 3
+    assert manipulations.sharpness(image)[0] > manipulations.sharpness(blurred)[0] > 0
 
 
 def test_interpolation_ends_at_the_endpoints(inverters, images):

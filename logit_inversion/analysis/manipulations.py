@@ -9,11 +9,18 @@ Shifts and σ are in units of ŝ, the mean per-image std of the logits, so the s
 classifier. Numbers per value: mean pixel change from the unmanipulated reconstruction (same
 ε), mean brightness and contrast, and top-1 agreement with the original's class. The identity
 values (c = 0, s = 1, σ = 0) reproduce the base reconstruction exactly.
+
+For the paper's claims (c) (shift and scale change contrast and sharpness) and (d) (a
+perturbation changes a robust classifier's picture moderately, a standard one's
+dramatically), each value also carries the change of contrast and of sharpness from the base
+reconstruction, the class change rate (Φ's top-1 on the edited reconstruction against that on
+the unedited one), and bootstrap 95 % intervals over images (Wilson for the rate); the summary gives, per sweep, the pixel change per unit of the sweep (a
+least-squares slope through the identity, per image) with its interval.
 """
 
 import numpy as np
 
-from logit_inversion.analysis import common, render
+from logit_inversion.analysis import common, render, stats
 
 TITLE = "Logit manipulations (same noise ε)"
 GUIDE = ("Each row edits the logits of one image (shift z+c, scale z·s, noise z+σn; c and σ in "
@@ -56,14 +63,26 @@ def run(model, data, seed=0, shifts=SHIFTS, scales=SCALES, sigmas=SIGMAS, show=2
     base = model.generate(logits, noise)
     unit = common.logit_scale(logits)
     perturbation = np.random.default_rng(seed + 1).standard_normal(logits.shape).astype(np.float32)
-    rows, shown = [], {}
+    base_contrast, base_sharpness = common.contrast(base), sharpness(base)
+    # A change of class is counted against the unedited reconstruction's class: what the edit
+    # did, not how well the inverter reproduces the original.
+    classes = np.argmax(model.classify(base), -1)
+    rows, shown, per_image = [], {}, {}
     for sweep, values in (("shift", shifts), ("scale", scales), ("gaussian", sigmas)):
         shown[sweep] = []
         for value in values:
             edited = manipulate(logits, sweep, value, unit, perturbation)
             reconstructions = model.generate(edited, noise)
             recon_logits = model.classify(reconstructions)
+            change = common.pixel_distance(reconstructions, base)
+            per_image.setdefault(sweep, []).append((float(value), change))
             rows.append({
+                **_with_interval("pixel_change", change),
+                **_with_interval("contrast_change", common.contrast(reconstructions)
+                                 - base_contrast),
+                **_with_interval("sharpness_change", sharpness(reconstructions)
+                                 - base_sharpness),
+                **_rate("class_change_rate", np.argmax(recon_logits, -1) != classes),
                 "sweep": sweep, "value": float(value),
                 "absolute_value": float(value if sweep == "scale" else value * unit),
                 "pixel_change": float(common.pixel_distance(reconstructions, base).mean()),
@@ -74,7 +93,11 @@ def run(model, data, seed=0, shifts=SHIFTS, scales=SCALES, sigmas=SIGMAS, show=2
             })
             shown[sweep].append((value, reconstructions[:show], recon_logits[:show]))
     identity = [r["pixel_change"] for r in rows if r["value"] == IDENTITY[r["sweep"]]]
+    slopes = {f"{sweep}_pixel_change_per_unit": _slope(entries, IDENTITY[sweep])
+              for sweep, entries in per_image.items()}
     summary = {"images": n, "logit_unit": unit,
+               **{f"{k}{suffix}": v for k, (mean, low, high) in slopes.items()
+                  for suffix, v in (("", mean), ("_low", low), ("_high", high))},
                "identity_pixel_change": float(max(identity)) if identity else float("nan"),
                "base_brightness": float(common.brightness(base).mean()),
                "base_contrast": float(common.contrast(base).mean())}
@@ -82,6 +105,38 @@ def run(model, data, seed=0, shifts=SHIFTS, scales=SCALES, sigmas=SIGMAS, show=2
     return common.result(summary, {"sweeps": rows}, params,
                          {"originals": images[:show], "logits": logits[:show],
                           "base": base[:show], "shown": shown})
+
+
+def sharpness(images):
+    """Mean absolute difference between horizontally and vertically adjacent pixels, per
+    image `[B]`, in [0, 1] units: larger for crisper edges."""
+    x = np.asarray(images, np.float64)
+    return (np.abs(np.diff(x, axis=1)).mean(axis=(1, 2, 3))
+            + np.abs(np.diff(x, axis=2)).mean(axis=(1, 2, 3))) / 4
+
+
+def _with_interval(name, values):
+    values = np.asarray(values, np.float64)
+    low, high = stats.bootstrap_interval(lambda v: float(v.mean()), values)
+    return {name: float(values.mean()), f"{name}_low": low, f"{name}_high": high}
+
+
+def _rate(name, flags):
+    flags = np.asarray(flags, bool)
+    low, high = stats.proportion_interval(int(flags.sum()), len(flags))
+    return {name: float(flags.mean()), f"{name}_low": low, f"{name}_high": high}
+
+
+def _slope(entries, identity):
+    """Mean over images of the least-squares slope of pixel change against |value − identity|
+    (through the origin), with its bootstrap interval: (mean, low, high)."""
+    x = np.array([abs(value - identity) for value, _ in entries])
+    changes = np.stack([change for _, change in entries], axis=1)  # [images, values]
+    if not np.any(x):
+        return float("nan"), float("nan"), float("nan")
+    per_image = changes @ x / float(x @ x)
+    low, high = stats.bootstrap_interval(lambda v: float(v.mean()), per_image)
+    return float(per_image.mean()), low, high
 
 
 _ROW_LABELS = {"shift": "shift\nz + c·ŝ", "scale": "scale\nz · s", "gaussian": "perturb\nz + σ·ŝ·n"}
