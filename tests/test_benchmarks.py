@@ -156,3 +156,11 @@ def test_bad_options_fail_with_one_line():
     assert done.returncode != 0
     assert done.stderr.strip().splitlines()[-1].startswith(
         "bin/benchmark: error: unknown benchmark 'nope'")
+
+
+def test_xla_compile_refuses_unknown_configs_and_objectives_in_one_line():
+    from logit_inversion.benchmarks import xla_compile
+    with pytest.raises(ValueError, match="Received: configs='imagenet32'"):
+        xla_compile.run({"configs": "imagenet32"})
+    with pytest.raises(ValueError, match="objectives='pixel'"):
+        xla_compile.run({"objectives": "pixel"})

@@ -65,8 +65,9 @@ def lower(config, optimize=False):
     from logit_inversion import training
     from logit_inversion.benchmarks import xla_dump
 
+    previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(
-        "mixed_bfloat16" if config.get("mixed_precision") else "float32")
+        "mixed_bfloat16" if config.mixed_precision else "float32")
     try:
         inverter = training.build_inverter(config)
         training.compile_inverter(inverter, config)
@@ -91,7 +92,7 @@ def lower(config, optimize=False):
             result["cpu_compile_seconds"] = round(time.perf_counter() - start, 1)
         return result
     finally:
-        keras.mixed_precision.set_global_policy("float32")
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def run(args=None):

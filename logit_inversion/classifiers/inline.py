@@ -91,10 +91,6 @@ class InlinedGraph:
         graph_def.node.extend(kept)
         self._graph_def = graph_def
 
-    @property
-    def num_captures(self):
-        return len(self._captures)
-
     def __call__(self, images):
         if tf.executing_eagerly():
             return self._fn(images)
