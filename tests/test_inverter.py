@@ -158,3 +158,48 @@ def test_agreement_every_must_be_a_positive_integer(tiny_config):
     tiny_config.train_agreement_every = 0
     with pytest.raises(ValueError, match="agreement_every=0"):
         training.build_inverter(tiny_config)
+
+
+def _first_update(tiny_config, part, **overrides):
+    """The `part` ("generator"/"discriminator") weights after one train step from seed 0."""
+    for key, value in overrides.items():
+        setattr(tiny_config, key, value)
+    keras.utils.set_random_seed(0)
+    inv = training.build_inverter(tiny_config)
+    training.compile_inverter(inv, tiny_config)
+    inv.train_step(_batch())
+    return [w.numpy() for w in getattr(inv, part).trainable_weights], inv
+
+
+def test_consistency_term_waits_for_consistency_start(tiny_config):
+    plain, _ = _first_update(tiny_config, "generator", consistency_weight=0.0)
+    waiting, _ = _first_update(tiny_config, "generator", consistency_weight=5.0,
+                               consistency_start=2)
+    at_once, _ = _first_update(tiny_config, "generator", consistency_weight=5.0,
+                               consistency_start=0)
+    # Before its start the term adds nothing; from it on it changes G's update.
+    for a, b in zip(plain, waiting):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert any(not np.allclose(a, b) for a, b in zip(plain, at_once))
+
+
+def test_r1_penalty_is_the_squared_input_gradient_of_d_on_reals(tiny_config):
+    plain, _ = _first_update(tiny_config, "discriminator", r1_weight=0.0)
+    penalised, inv = _first_update(tiny_config, "discriminator", r1_weight=10.0)
+    assert any(not np.allclose(a, b) for a, b in zip(plain, penalised))
+    # The penalty is E‖∇ₓD‖² on the images it is given, by finite differences along a
+    # random direction: ⟨∇ₓD, v⟩ ≈ (D(x + hv) − D(x − hv)) / 2h for each image.
+    images = _batch(4)["image"]
+    logits = inv.classifier(images)
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        total = tf.reduce_sum(inv.discriminator(images, logits, training=False))
+    grad = tape.gradient(total, images).numpy()
+    expected = float(np.mean(np.sum(grad ** 2, axis=(1, 2, 3))))
+    assert float(inv._real_gradient_norm(images, logits)) == pytest.approx(expected, rel=1e-4)
+    v = tf.random.stateless_normal(images.shape, (5, 6))
+    v = v / tf.norm(tf.reshape(v, (4, -1)), axis=1)[:, None, None, None]  # unit per image
+    h = 1e-3
+    diff = (inv.discriminator(images + h * v, logits) - inv.discriminator(images - h * v, logits))
+    directional = np.sum(grad * v.numpy(), axis=(1, 2, 3))
+    np.testing.assert_allclose(diff.numpy() / (2 * h), directional, rtol=0.05, atol=1e-3)

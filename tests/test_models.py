@@ -72,6 +72,32 @@ def test_projection_discriminator_is_affine_in_logits():
     assert not np.allclose(score(z1), score(z2))
 
 
+def test_logit_scale_is_the_same_as_scaling_the_logits():
+    # G and D must see `logit_scale * z` and nothing else: the same weights fed 5·z with
+    # scale 1 give the same output as z with scale 5, and the factor survives get_config.
+    z, noise = keras.random.normal((2, 6), seed=1), keras.random.normal((2, 16), seed=2)
+    images = keras.random.normal((2, 32, 32, 3), seed=3)
+    g1, g5 = (Generator(resolution=32, ch=4, noise_dim=16, embed_dim=8, attention_resolution=0,
+                        logit_scale=s) for s in (1.0, 5.0))
+    d1, d5 = (Discriminator(resolution=32, ch=4, attention_resolution=0, logit_scale=s)
+              for s in (1.0, 5.0))
+    for a, b, args in ((g1, g5, (z, noise)), (d1, d5, (images, z))):
+        a(*args)
+        b(*args)
+        b.set_weights(a.get_weights())
+        scaled = (args[0], args[1] * 5.0) if a is d1 else (args[0] * 5.0, args[1])
+        np.testing.assert_allclose(ops.convert_to_numpy(b(*args)),
+                                   ops.convert_to_numpy(a(*scaled)), rtol=1e-4, atol=1e-4)
+        assert not np.allclose(ops.convert_to_numpy(b(*args)), ops.convert_to_numpy(a(*args)))
+        assert type(b).from_config(b.get_config()).logit_scale == 5.0
+
+
+@pytest.mark.parametrize("layer", [Generator, Discriminator])
+def test_logit_scale_must_be_positive(layer):
+    with pytest.raises(ValueError, match="logit_scale=0"):
+        layer(resolution=32, ch=4, logit_scale=0)
+
+
 def test_paper_128_config_builds_and_reports_parameter_counts(monkeypatch):
     """BigGAN 128 px at ch=96 conditioned on 1000 logits: the paper's inverter size."""
     # Counting needs shapes, not values: skip ~1 minute of QR decompositions.

@@ -48,6 +48,7 @@ def get_base_config():
     c.model.d_multipliers = ml_collections.config_dict.placeholder(tuple)
     c.model.noise_dim = 128
     c.model.embed_dim = 128       # width of the learned logit projection
+    c.model.logit_scale = 1.0     # factor on the logits before G's and D's projections
     c.model.g_attention = 0       # self-attention resolution in G (0 = none)
     c.model.d_attention = 0
     c.model.deep = False          # BigGAN-deep generator
@@ -68,6 +69,8 @@ def get_base_config():
     # Optional extra generator terms; 0 reproduces the paper's pure hinge objective.
     c.consistency_weight = 0.0
     c.consistency_temperature = 1.0
+    c.consistency_start = 0       # generator steps before the consistency term is on
+    c.r1_weight = 0.0             # γ of the zero-centred gradient penalty on real images
     c.pixel_weight = 0.0
     # Diversity-sensitive term (models/inverter.py): rewards samples of the same logits that
     # differ, up to `diversity_clip` (mean |Δpixel| per mean |Δε|), against noise collapse.

@@ -61,11 +61,16 @@ class Discriminator(keras.layers.Layer):
         ch: base width.
         attention_resolution: self-attention after the block that outputs this size (0 = none).
         multipliers: optional per-block channel multipliers overriding `arch.DISCRIMINATOR`.
+        logit_scale: fixed factor on the logits before their projection (1 = the paper), as
+            in the generator.
     """
 
     def __init__(self, resolution=128, ch=96, attention_resolution=64, multipliers=None,
-                 **kwargs):
+                 logit_scale=1.0, **kwargs):
         super().__init__(**kwargs)
+        if not logit_scale > 0:
+            raise ValueError(f"`logit_scale` must be positive. Received: logit_scale={logit_scale}")
+        self.logit_scale = float(logit_scale)
         self.resolution = resolution
         self.ch = ch
         self.attention_resolution = attention_resolution
@@ -99,7 +104,8 @@ class Discriminator(keras.layers.Layer):
             if i in self.attention:
                 h = self.attention[i](h, training=training)
         features = ops.sum(ops.relu(h), axis=(1, 2))
-        projection = self.logit_embedding(ops.cast(logits, "float32"), training=training)
+        projection = self.logit_embedding(ops.cast(logits, "float32") * self.logit_scale,
+                                          training=training)
         score = ops.cast(self.psi(features, training=training)[:, 0], "float32")
         # The inner product stays in float32 too: it is where the logits meet the image.
         return score + ops.sum(projection * ops.cast(features, "float32"), axis=-1)
@@ -107,4 +113,4 @@ class Discriminator(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "resolution": self.resolution, "ch": self.ch,
                 "attention_resolution": self.attention_resolution,
-                "multipliers": self.multipliers}
+                "multipliers": self.multipliers, "logit_scale": self.logit_scale}

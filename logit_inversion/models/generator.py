@@ -92,6 +92,10 @@ class Generator(keras.layers.Layer):
             (0 = none).
         deep: BigGAN-deep instead of BigGAN.
         multipliers: optional per-block out-channel multipliers overriding `arch.GENERATOR`.
+        logit_scale: fixed factor on the logits before their projection (1 = the paper).
+            The projection is spectrally normalised, so the conditioning's size follows the
+            logits': a confident classifier's logits (norm ~20) swamp a noise chunk (norm
+            ~4) in every conditional batch norm, where BigGAN's one-hot embedding does not.
 
     Example:
         g = Generator(resolution=32, ch=8, noise_dim=24)
@@ -99,8 +103,12 @@ class Generator(keras.layers.Layer):
     """
 
     def __init__(self, resolution=128, ch=96, noise_dim=120, embed_dim=128,
-                 attention_resolution=64, deep=False, multipliers=None, **kwargs):
+                 attention_resolution=64, deep=False, multipliers=None, logit_scale=1.0,
+                 **kwargs):
         super().__init__(**kwargs)
+        if not logit_scale > 0:
+            raise ValueError(f"`logit_scale` must be positive. Received: logit_scale={logit_scale}")
+        self.logit_scale = float(logit_scale)
         self.resolution = resolution
         self.ch = ch
         self.noise_dim = noise_dim
@@ -146,7 +154,7 @@ class Generator(keras.layers.Layer):
         self.out_conv = SNConv2D(3, 3, name="out_conv")
 
     def call(self, logits, noise, training=False):
-        y = self.embed(ops.cast(logits, "float32"), training=training)
+        y = self.embed(ops.cast(logits, "float32") * self.logit_scale, training=training)
         y = ops.cast(y, self.compute_dtype)
         noise = ops.cast(noise, self.compute_dtype)
         if self.deep:
@@ -168,6 +176,7 @@ class Generator(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "resolution": self.resolution, "ch": self.ch,
+                "logit_scale": self.logit_scale,
                 "noise_dim": self.noise_dim, "embed_dim": self.embed_dim,
                 "attention_resolution": self.attention_resolution, "deep": self.deep,
                 "multipliers": self.multipliers}

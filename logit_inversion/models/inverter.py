@@ -61,6 +61,12 @@ class LogitInverter(keras.Model):
         ema_decay: decay of the generator's exponential moving average.
         ema_start: the EMA copies G exactly until this many generator steps have run.
         consistency_weight: weight of the optional logit-consistency term (0 = the paper).
+        consistency_start: generator steps before the consistency term is switched on. The
+            term alone has a trap: with a globally pooled Φ, an empty field reads as less
+            unlike a square than the blob an early G draws, so G can learn to draw nothing
+            for a class and never leave it; D first teaches shapes, then the term their class.
+        r1_weight: γ of the zero-centred gradient penalty γ/2·E‖∇ₓD(x, z)‖² on real images
+            (Mescheder et al., 2018; 0 = the paper).
         pixel_weight: weight of the optional pixel L1 term (0 = the paper).
         diversity_weight: weight of the optional diversity-sensitive term (Yang et al., ICLR
             2019; 0 = the paper): −min(‖G(z, ε₁) − G(z, ε₂)‖₁ / ‖ε₁ − ε₂‖₁, diversity_clip)
@@ -90,7 +96,7 @@ class LogitInverter(keras.Model):
     def __init__(self, classifier, generator, discriminator, d_steps=2, ema_decay=0.999,
                  ema_start=0, consistency_weight=0.0, pixel_weight=0.0,
                  consistency_temperature=1.0, seed=0, deterministic=False, feature_weight=0.0,
-                 diversity_weight=0.0, diversity_clip=0.5,
+                 diversity_weight=0.0, diversity_clip=0.5, consistency_start=0, r1_weight=0.0,
                  feature_extractor=None, agreement_every=1, **kwargs):
         super().__init__(**kwargs)
         if feature_weight and feature_extractor is None:
@@ -114,6 +120,8 @@ class LogitInverter(keras.Model):
         self.ema_decay = ema_decay
         self.ema_start = ema_start
         self.consistency_weight = consistency_weight
+        self.consistency_start = int(consistency_start)
+        self.r1_weight = r1_weight
         self.pixel_weight = pixel_weight
         self.diversity_weight = diversity_weight
         self.diversity_clip = diversity_clip
@@ -249,10 +257,24 @@ class LogitInverter(keras.Model):
                                         ops.concatenate([logits, logits], 0), training=True)
             real, fake = ops.split(scores, 2)
             d_loss = losses.discriminator_hinge_loss(real, fake)
-            scaled = d_loss / _num_replicas()
+            total = d_loss
+            if self.r1_weight:
+                total += self.r1_weight / 2.0 * self._real_gradient_norm(images, logits)
+            scaled = total / _num_replicas()
         variables = self.discriminator.trainable_variables
         self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         return d_loss, real, fake
+
+    def _real_gradient_norm(self, images, logits):
+        """E‖∇ₓD(x, z)‖² over real images (D's tape above records it for the double
+        backward pass). Inference mode, so the spectral-norm vectors step once per D step."""
+        images = ops.cast(images, "float32")
+        with tf.GradientTape() as inner:
+            inner.watch(images)
+            total = ops.sum(ops.cast(self.discriminator(images, logits, training=False),
+                                     "float32"))
+        grad = inner.gradient(total, images)
+        return ops.mean(ops.sum(ops.square(grad), axis=(1, 2, 3)))
 
     def _generator_step(self, images, logits, noise, second_noise=None):
         with tf.GradientTape() as tape:
@@ -270,7 +292,11 @@ class LogitInverter(keras.Model):
             fake_logits = None
             if self.consistency_weight:
                 fake_logits = self.classifier(fakes)
-                total += self.consistency_weight * losses.logit_consistency_loss(
+                weight = self.consistency_weight
+                if self.consistency_start:
+                    weight *= ops.cast(self.g_optimizer.iterations >= self.consistency_start,
+                                       "float32")
+                total += weight * losses.logit_consistency_loss(
                     fake_logits, logits, self.consistency_temperature)
             if self.pixel_weight:
                 total += self.pixel_weight * losses.pixel_loss(fakes, images)
@@ -470,6 +496,7 @@ class LogitInverter(keras.Model):
     def get_config(self):
         return {"d_steps": self.d_steps, "ema_decay": self.ema_decay,
                 "ema_start": self.ema_start, "consistency_weight": self.consistency_weight,
+                "consistency_start": self.consistency_start, "r1_weight": self.r1_weight,
                 "diversity_weight": self.diversity_weight, "diversity_clip": self.diversity_clip,
                 "pixel_weight": self.pixel_weight,
                 "consistency_temperature": self.consistency_temperature, "seed": self.seed,

@@ -63,14 +63,15 @@ def build_inverter(config, classifier=None):
     generator = Generator(
         resolution=config.resolution, ch=m.ch, noise_dim=m.noise_dim, embed_dim=m.embed_dim,
         attention_resolution=m.g_attention, deep=m.deep, multipliers=m.g_multipliers,
-        name="generator")
+        logit_scale=m.logit_scale, name="generator")
     discriminator = Discriminator(
         resolution=config.resolution, ch=m.ch, attention_resolution=m.d_attention,
-        multipliers=m.d_multipliers, name="discriminator")
+        multipliers=m.d_multipliers, logit_scale=m.logit_scale, name="discriminator")
     inverter = LogitInverter(
         conditioning, generator, discriminator, d_steps=config.d_steps,
         ema_decay=config.ema_decay, ema_start=config.ema_start,
         consistency_weight=config.consistency_weight,
+        consistency_start=config.consistency_start, r1_weight=config.r1_weight,
         consistency_temperature=config.consistency_temperature,
         pixel_weight=config.pixel_weight, seed=config.seed,
         diversity_weight=config.diversity_weight, diversity_clip=config.diversity_clip,
