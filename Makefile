@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= runs/demo
+# `make demo SEED=1`: the demo with another seed (its noise, initialisation and data order).
+SEED ?= 0
 # Test files run in this many processes (pytest-xdist, one file per process at a time, so
 # module fixtures are built once). Much of a test's time is single-threaded Python and
 # tracing, so 2 processes keep 2 cores busier than one.
@@ -19,7 +21,7 @@ $(VENV)/.installed: setup.py
 install: $(VENV)/.installed
 
 demo: install
-	$(PY) bin/train --workdir=$(WORKDIR)
+	$(PY) bin/train --workdir=$(WORKDIR) --config.seed=$(SEED)
 	@echo "Outputs: $(WORKDIR)/metrics.json, $(WORKDIR)/reconstructions.png, TensorBoard logs in $(WORKDIR)/tensorboard"
 
 test: install

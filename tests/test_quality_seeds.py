@@ -36,3 +36,30 @@ def test_bad_seeds_and_a_seed_override_are_refused_before_training():
         quality_seeds.run({"seeds": "a,b"})
     with pytest.raises(ValueError, match="seed comes from seeds"):
         quality_seeds.run({"seeds": "0", "overrides": {"seed": 3}})
+
+
+def test_the_command_line_writes_the_table_curves_and_grids(tmp_path, capsys):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    originals = np.zeros((3, 8, 8, 3), np.float32)
+    for name, value in (("a_s0", 0.5), ("b_s1", -0.5)):
+        with open(tmp_path / f"{name}.jsonl", "w") as f:
+            f.write(json.dumps(_record(200, 0.97, 0.93, 0.4)) + "\n")
+        np.savez(tmp_path / f"{name}_grid.npz", originals=originals,
+                 reconstructions=np.full_like(originals, value), labels=np.arange(3), step=200)
+    runs = quality_seeds.main([str(tmp_path / "a_s0.jsonl"), str(tmp_path / "b_s1.jsonl"),
+                               "--curves", str(tmp_path / "c.png"),
+                               "--grids", str(tmp_path / "g.png")])
+    assert set(runs) == {"a_s0", "b_s1"} and runs["b_s1"]["steps_to_bar"] == 200
+    assert "| b_s1 | 200 |" in capsys.readouterr().out
+    # Three rows of tiles (originals and two runs), each run's reconstructions distinct.
+    grid = np.asarray(Image.open(tmp_path / "g.png"))
+    assert Image.open(tmp_path / "c.png").width > 300 and grid.shape[0] > 3 * 16
+    np.savez(tmp_path / "b_s1_grid.npz", originals=originals + 1, reconstructions=originals,
+             labels=np.arange(3), step=200)
+    with pytest.raises(ValueError, match="other originals"):
+        quality_seeds.main([str(tmp_path / "a_s0.jsonl"), str(tmp_path / "b_s1.jsonl"),
+                            "--grids", str(tmp_path / "g.png")])

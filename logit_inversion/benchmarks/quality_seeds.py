@@ -169,14 +169,56 @@ def figure(curves, png_path):
     visualize.save_png(render.stack(panels, horizontal=True), png_path)
 
 
-def main(paths):
-    runs = {}
-    for path in paths:
-        with open(path) as f:
-            records = [json.loads(line) for line in f if line.strip()]
-        if records:
-            runs[re.sub(r"\.jsonl$", "", os.path.basename(path))] = summarize(records)
+def grids(grid_files, png_path, scale=2):
+    """The probe's held-out originals above each run's reconstructions of them, one row per
+    run; `grid_files`: {row label: a `quality_driver` `*_grid*.npz`}. The runs must share
+    the originals (same data and probe size), which is checked."""
+    import numpy as np
+
+    from logit_inversion import visualize
+    from logit_inversion.analysis import render
+
+    rows, labels, originals = [], [], None
+    for label, path in grid_files.items():
+        with np.load(path) as grid:
+            if originals is None:
+                originals = grid["originals"]
+                rows.append([render.Cell(render.to_pil(x, scale)) for x in originals])
+                labels.append("originals")
+            elif not np.array_equal(grid["originals"], originals):
+                raise ValueError(f"{path} shows other originals than the first grid; "
+                                 "rows must reconstruct the same held-out images")
+            rows.append([render.Cell(render.to_pil(x, scale)) for x in grid["reconstructions"]])
+            labels.append(label)
+    visualize.save_png(render.grid(rows, row_labels=labels), png_path)
+
+
+def _read(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def main(argv):
+    """`RUN.jsonl... [--curves PNG] [--grids PNG]`: prints the table of the runs; with
+    `--curves`, draws their probe curves; with `--grids`, each run's last grid (the
+    `<stem>_grid.npz` beside its curve) under the shared originals."""
+    paths, options = [], {}
+    args = iter(argv)
+    for arg in args:
+        if arg in ("--curves", "--grids"):
+            options[arg] = next(args)
+        else:
+            paths.append(arg)
+    curves = {re.sub(r"\.jsonl$", "", os.path.basename(p)): _read(p) for p in paths}
+    curves = {name: records for name, records in curves.items() if records}
+    runs = {name: summarize(records) for name, records in curves.items()}
     print(markdown(runs))
+    if "--curves" in options:
+        figure(curves, options["--curves"])
+    if "--grids" in options:
+        grids({f"{name}\nstep {runs[name]['steps']}": re.sub(r"\.jsonl$", "_grid.npz", path)
+               for name, path in zip(curves, (p for p in paths if _read(p)))},
+              options["--grids"])
     return runs
 
 
