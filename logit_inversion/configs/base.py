@@ -59,6 +59,8 @@ def get_base_config():
     c.d_steps = 2
     c.g_lr = 1e-4
     c.d_lr = 4e-4
+    # Fraction of `num_steps` after which both learning rates fall linearly to 0 (1 = never).
+    c.lr_decay_from = 1.0
     c.beta1 = 0.0
     c.beta2 = 0.999
     c.ema_decay = 0.9999

@@ -152,6 +152,7 @@ KEYS = {
     "d_steps": integer(1),
     "g_lr": number(0, low_open=True),
     "d_lr": number(0, low_open=True),
+    "lr_decay_from": number(0, 1, low_open=True),
     "beta1": number(0, 1, high_open=True),
     "beta2": number(0, 1, high_open=True),
     "ema_decay": number(0, 1),

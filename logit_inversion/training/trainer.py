@@ -17,7 +17,7 @@ from logit_inversion.training import callbacks as callbacks_lib
 from logit_inversion.training import class_report
 from logit_inversion import files, visualize
 from logit_inversion.training import checkpoints as checkpointing, strategies as distribute
-from logit_inversion.training import cpu_bfloat16
+from logit_inversion.training import cpu_bfloat16, schedules
 from logit_inversion.classifiers import frozen, load_classifier
 from logit_inversion.classifiers import preflight
 from logit_inversion.classifiers.features import load_conditioning
@@ -87,7 +87,10 @@ def compile_inverter(inverter, config):
         return keras.optimizers.Adam(lr, beta_1=config.beta1, beta_2=config.beta2,
                                      epsilon=1e-6)
     bfloat16 = cpu_bfloat16.resolve(config.cpu_bfloat16, strategy=inverter.distribute_strategy)
-    inverter.compile(adam(config.g_lr), adam(config.d_lr),
+    g_lr = schedules.learning_rate(config.g_lr, config.num_steps, config.lr_decay_from)
+    d_lr = schedules.learning_rate(config.d_lr, config.num_steps, config.lr_decay_from,
+                                   steps_per_generator_step=config.d_steps)
+    inverter.compile(adam(g_lr), adam(d_lr),
                      steps_per_execution=config.steps_per_execution,
                      jit_compile=config.jit_compile,
                      train_function_wrapper=cpu_bfloat16.scoped if bfloat16 else None)
