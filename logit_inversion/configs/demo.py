@@ -2,14 +2,16 @@
 32 px, sized to finish in minutes on a 2-core CPU (`make demo`).
 
 The recipe is `cpu_recipe.py` (its docstring gives the reasons and the departures from the
-paper), with four changes that make it train on every seed and use its noise
-(`docs/recipes.md` has the curves, per seed, of each change alone and together):
+paper), with five changes that make it train on every seed and use its noise
+(`docs/recipes.md` has the curves, per seed, of the changes alone and together):
 - `model.logit_scale=0.5`: G's and D's logit projections are spectrally normalised, so the
   conditioning is as large as the logits (norm ~15 for this classifier) and swamps each
   block's noise chunk (norm ~4); at scale 1 the generator drew the same image for every ε.
 - `consistency_start=400`: the consistency term has a trap. Φ pools globally and reads an
   empty field as less unlike a square than the blob an early generator draws, so a class
   could settle on an empty field and stay there. From step 400, D has taught shapes first.
+- `consistency_weight=1.0` (the recipe: 0.3): once the trap is avoided, the stronger term
+  draws each class more reliably (the worst class's agreement at the end of training).
 - `diversity_weight=1.0` (`models/inverter.py`): the trap's empty field is the same for
   every ε, which this term penalises; it also keeps noise use from fading late in training.
 - `lr_decay_from=0.5`: both learning rates fall linearly to 0 over the second half, so the
@@ -37,6 +39,7 @@ def get_config():
     c.num_steps = 1600
     c.model.logit_scale = 0.5
     c.consistency_start = 400
+    c.consistency_weight = 1.0
     c.diversity_weight = 1.0
     c.lr_decay_from = 0.5
     c.steps_per_execution = 20
