@@ -208,3 +208,41 @@ def test_a_class_below_one_half_warns_and_the_worst_is_named():
     many = class_report.warning_lines(_report([0.1] * (class_report.MAX_WARNINGS + 3)))
     assert len(many) == class_report.MAX_WARNINGS + 1
     assert many[-1].startswith("warning: 3 more classes have held-out agreement < 0.5")
+
+
+def test_epsilon_variance_fraction_interval_covers_it_and_separates_clear_cases():
+    rng = np.random.default_rng(1)
+    classes = np.repeat([0, 1], 30)
+    keeps = np.ones((60, 4), bool)
+    keeps[0, 1:] = False                            # an image left with one sample drops out
+    per_image = rng.normal(0, 1, (60, 1, 3, 3, 3))
+    per_noise = rng.normal(0, 1, (60, 4, 3, 3, 3))
+
+    def mean_fraction(samples):
+        rows = invariance.epsilon_variance_fraction(samples, keeps, classes, 2)
+        return np.mean([r["epsilon_variance_fraction"] for r in rows])
+
+    # Mostly what the logits fix (ε explains little) against mostly ε.
+    fixed, loose = per_image + 0.3 * per_noise, 0.3 * per_image + per_noise
+    intervals = {}
+    for name, samples in (("fixed", fixed), ("loose", loose)):
+        low, high = invariance.epsilon_variance_fraction_interval(samples, keeps, classes, 2,
+                                                                  resamples=300)
+        assert low < mean_fraction(samples) < high, name
+        assert (low, high) == invariance.epsilon_variance_fraction_interval(
+            samples, keeps, classes, 2, resamples=300)   # seeded
+        intervals[name] = (low, high)
+    assert intervals["fixed"][1] < intervals["loose"][0]
+    assert np.isnan(invariance.epsilon_variance_fraction_interval(
+        fixed, keeps, np.arange(60), 60, resamples=20)[0])   # no class has two images
+
+
+def test_invariance_summary_carries_the_fraction_interval():
+    images, _ = _shapes(48)
+    data = types.SimpleNamespace(images=images)
+    summary = invariance.run(_stub_model("uses", True), data, seed=0, samples=4,
+                             show=2)["summary"]
+    low, high = summary["epsilon_variance_fraction_low"], summary["epsilon_variance_fraction_high"]
+    assert low <= summary["epsilon_variance_fraction"] <= high
+    assert 0 < summary["epsilon_variance_fraction_images"] <= 48
+    assert "(95 %" in summary["verdict"]

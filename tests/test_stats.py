@@ -120,3 +120,19 @@ def test_verdict_needs_the_interval_to_exclude_the_null():
     assert stats.verdict(stats.difference_interval(0.30, 1000, 0.60, 1000)) == "agrees"
     with pytest.raises(ValueError, match="p2 must be a rate"):
         stats.difference_interval(0.3, 10, 1.5, 10)
+
+
+def test_interval_difference_adds_the_two_spreads_and_refuses_missing_ones():
+    # Two means whose own intervals are ±0.0196 (s.e. 0.01 each): the difference has s.e.
+    # √2 · 0.01, so 0.05 apart is a difference and 0.02 apart is not.
+    a, b = 0.50, 0.55
+    low, high = stats.interval_difference(a, (a - 0.0196, a + 0.0196), b, (b - 0.0196, b + 0.0196))
+    assert (low + high) / 2 == pytest.approx(0.05)
+    assert high - low == pytest.approx(2 * 1.96 * np.sqrt(2) * 0.01, rel=1e-3)
+    assert stats.verdict((low, high)) == "agrees"
+    assert stats.verdict(stats.interval_difference(b, (0.53, 0.57), a, (0.48, 0.52))) == \
+        "disagrees"
+    close = stats.interval_difference(0.50, (0.48, 0.52), 0.52, (0.50, 0.54))
+    assert stats.verdict(close) == stats.WITHIN_NOISE
+    assert np.isnan(stats.interval_difference(0.5, (None, None), 0.6, (0.5, 0.7))[0])
+    assert np.isnan(stats.interval_difference(0.5, (0.4, 0.6), 0.6, (float("nan"), 0.7))[0])

@@ -3,7 +3,10 @@
 For each image, K reconstructions G(Φ(x), ε_k) with different noise, and the per-pixel
 standard deviation across them: bright where the logits leave the picture undetermined.
 Numbers: the mean per-pixel std across ε, how often each sample keeps the top-1 class, and
-per class the share of the pixel variance that ε explains (`epsilon_variance_fraction`).
+per class the share of the pixel variance that ε explains (`epsilon_variance_fraction`). The
+fraction is the number comparisons rest on (it is about Φ: how much of the picture the logits
+leave open; the raw std is also about how bold the generator is), so the summary gives it a
+seeded bootstrap 95 % interval over images (`epsilon_variance_fraction_low`/`_high`).
 
 These say something about Φ only if the generator uses its noise: a generator that ignores ε
 draws K near-identical samples whatever Φ ignores. So the collapse check comes first: the
@@ -13,7 +16,7 @@ class); below its threshold the verdict is "not testable: the generator ignores 
 
 import numpy as np
 
-from logit_inversion.analysis import common, render
+from logit_inversion.analysis import common, render, stats
 from logit_inversion.models import noise_use
 
 TITLE = "Invariance: fixed logits, resampled noise"
@@ -61,6 +64,46 @@ def epsilon_variance_fraction(samples, keeps, classes, num_classes):
         rows.append({"images": len(kept), "samples": int(sum(len(x) for x in kept)),
                      "epsilon_variance_fraction": value})
     return rows
+
+
+def _variance_sums(samples, keeps):
+    """Per image: how many samples keep its class, their pixel sum and their sum of squares.
+
+    Both variances of `epsilon_variance_fraction` follow from these sums, so a bootstrap
+    resample of images adds up n rows instead of passing over every pixel again.
+    """
+    x = np.asarray(samples, np.float64).reshape(*np.shape(keeps), -1)
+    w = np.asarray(keeps, np.float64)[..., None]
+    return (np.asarray(keeps).sum(-1), (x * w).sum(1), (np.square(x) * w).sum((1, 2)))
+
+
+def _mean_fraction(counts, sums, squares, classes, ids, num_classes):
+    """The class mean of `epsilon_variance_fraction` from `_variance_sums` rows of the images
+    `ids` (an image counts once per time it appears, as in a bootstrap resample); NaN when no
+    class has one."""
+    values = []
+    for c in range(num_classes):
+        used = (classes == c) & (counts >= 2)
+        # One image drawn twice is not two images: its copies have no variance between them.
+        if np.unique(ids[used]).size < 2:
+            continue
+        n, s, q = counts[used], sums[used], squares[used]
+        within = float((q - np.square(s).sum(-1) / n).sum())
+        total = float(q.sum() - np.square(s.sum(0)).sum() / n.sum())
+        if total > 0:
+            values.append(within / total)
+    return float(np.mean(values)) if values else float("nan")
+
+
+def epsilon_variance_fraction_interval(samples, keeps, classes, num_classes,
+                                       resamples=stats.RESAMPLES, seed=0):
+    """Percentile bootstrap 95 % interval, over images, of the class mean of
+    `epsilon_variance_fraction` (same arguments); `(nan, nan)` when it is undefined."""
+    counts, sums, squares = _variance_sums(samples, keeps)
+    classes = np.asarray(classes).reshape(-1)
+    return stats.bootstrap_interval(
+        lambda n, s, q, c, i: _mean_fraction(n, s, q, c, i, num_classes), counts, sums,
+        squares, classes, np.arange(len(classes)), resamples=resamples, seed=seed)
 
 
 def noise_use_of(model, data, seed=0, samples=8):
@@ -119,6 +162,14 @@ def run(model, data, seed=0, samples=8, noise=None, show=6):
     defined = [r["epsilon_variance_fraction"] for r in fractions
                if r["epsilon_variance_fraction"] is not None]
     mean_fraction = float(np.mean(defined)) if defined else None
+    low = high = None
+    if defined:
+        low, high = epsilon_variance_fraction_interval(reconstructions, same, classes,
+                                                       model.num_classes, seed=seed)
+        if not np.isfinite(low):   # JSON has no NaN
+            low = high = None
+    # The images the fraction rests on: those with two or more samples of their class.
+    used = sum(r["images"] for r in fractions if r["epsilon_variance_fraction"] is not None)
     summary = {
         "images": n, "samples": samples,
         "mean_pixel_std": float(std.mean()),
@@ -132,7 +183,10 @@ def run(model, data, seed=0, samples=8, noise=None, show=6):
         "epsilon_diversity_threshold": noise_use.THRESHOLD,
         "generator_ignores_noise": noise_use.ignores_noise(overall),
         "epsilon_variance_fraction": mean_fraction,
-        "verdict": _verdict(overall, mean_fraction),
+        "epsilon_variance_fraction_low": low,
+        "epsilon_variance_fraction_high": high,
+        "epsilon_variance_fraction_images": int(used),
+        "verdict": _verdict(overall, mean_fraction, (low, high)),
     }
     per_class = []
     for c in np.unique(classes):
@@ -151,7 +205,7 @@ def run(model, data, seed=0, samples=8, noise=None, show=6):
                           "std": std[:show]})
 
 
-def _verdict(diversity, fraction):
+def _verdict(diversity, fraction, interval=(None, None)):
     """What the numbers may say about Φ: nothing when the generator ignores ε."""
     if diversity is None:
         return "not testable: fewer than two ε samples or real images"
@@ -159,7 +213,9 @@ def _verdict(diversity, fraction):
         return noise_use.NOT_TESTABLE
     if fraction is None:
         return "not testable: too few samples keep their class"
-    return f"testable: ε explains {fraction:.0%} of the pixel variance within a class"
+    low, high = interval
+    spread = "" if low is None else f" (95 % {low:.0%}–{high:.0%})"
+    return f"testable: ε explains {fraction:.0%}{spread} of the pixel variance within a class"
 
 
 def render_figure(model, result):

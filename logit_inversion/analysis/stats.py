@@ -10,7 +10,8 @@ moves by chance. Three tools, one job each:
   of their class");
 - `proportion_interval` / `difference_interval`: intervals of a rate and of the difference of
   two rates from counts alone, for tables that kept only summaries (Wilson score interval; the
-  normal approximation for the difference).
+  normal approximation for the difference); `interval_difference` does the same for two
+  numbers known only by their intervals.
 
 `verdict` turns an interval into words: "agrees" or "disagrees" only when the interval
 excludes the null, "within noise" otherwise.
@@ -146,6 +147,26 @@ def difference_interval(p1, n1, p2, n2, level=LEVEL):
     se = math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
     d = p2 - p1
     z = _z(level)
+    return d - z * se, d + z * se
+
+
+def interval_difference(a, a_interval, b, b_interval, level=LEVEL):
+    """Normal-approximation interval of `b − a`, two numbers measured on separate samples,
+    each known only by its own interval at `level` (a summary keeps no per-image values).
+
+    Each standard error is read back from its interval's width; the two add in quadrature,
+    which overstates the spread when the samples share images (then the interval is
+    conservative: it says "within noise" more often, never "agrees" more often).
+    `(nan, nan)` when either interval is missing or undefined.
+    """
+    _check_level(level)
+    bounds = [*a_interval, *b_interval]
+    if any(x is None or not math.isfinite(x) for x in bounds) or a is None or b is None:
+        return float("nan"), float("nan")
+    z = _z(level)
+    se = math.hypot((a_interval[1] - a_interval[0]) / (2 * z),
+                    (b_interval[1] - b_interval[0]) / (2 * z))
+    d = b - a
     return d - z * se, d + z * se
 
 

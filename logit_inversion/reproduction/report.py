@@ -17,10 +17,17 @@ A verdict is "agrees" or "disagrees" only when the 95 % interval of its number e
 null (chance, or no difference); otherwise it is "within noise" (`analysis.stats.verdict`).
 Each observed cell names the interval and how many images it rests on; a test that had
 nothing to measure (no attack succeeded, no misclassified image) reads "not tested".
+
+The ledger keeps measurements of every date, and the metrics changed on `METRICS_SINCE`
+(factor recovery against a same-class null, wrong-logit rates over successful attacks only,
+each inverter scored by its own classifier, the noise claim on the ε-variance fraction). Each
+row therefore names the date of the oldest stage it rests on, and the summary counts rows
+measured before that date apart, as earlier metrics not rerun.
 """
 
 import json
 import os
+import re
 
 import numpy as np
 
@@ -37,6 +44,10 @@ INVERTERS = [n for pair in PAIRS for n in pair] + list(VARIANTS)
 EXPERIMENTS = ["reconstructions", "invariance", "misclassified", "adversarial", "factors"]
 FACTORS = ["shape_hue", "background_hue", "position_x", "position_y", "scale", "rotation"]
 NOT_RUN = "not run"
+# Stages that finished before this day measured with the earlier metrics (see the docstring).
+METRICS_SINCE = "2026-12-07"
+EARLIER = "earlier metrics, not rerun"
+NOT_RERUN = "not rerun: no ε-variance fraction in this record"
 
 
 def _read(path):
@@ -113,14 +124,6 @@ def _interval_text(interval, n, digits=3):
     return f"95 % {stats.format_interval(interval, digits)}, n={n}"
 
 
-def _verdict(agrees, noise=False):
-    if agrees is None:
-        return NOT_RUN
-    if noise:
-        return "within noise"
-    return "agrees" if agrees else "disagrees"
-
-
 def _identification_verdict(accuracy, chance, interval):
     """The paper says "far above chance": an interval above chance but an accuracy under twice
     chance is weak; an interval holding chance is noise."""
@@ -137,60 +140,60 @@ def _difference_verdict(p_before, n_before, p_after, n_after, expected="above"):
             stats.verdict(interval, 0.0, expected))
 
 
+NOISE_CLAIM = "Noise matters more for standard"
+NOISE_PAPER = ("reconstructions vary more over ε for standard (compared here as the share of "
+               "pixel variance ε explains)")
+
+
 def claim_rows(results):
-    """[(claim, paper, observed, verdict)], one per claim and classifier (pair)."""
+    """[(claim, paper, observed, verdict, measured)], one per claim and classifier (pair);
+    `measured` is the date of the oldest stage the row rests on (None when unrecorded)."""
     rows = []
     evaluation, analysis = results["evaluation"], results["analysis"]
+
+    def add(claim, paper, observed, verdict, stage_names):
+        rows.append((claim, paper, observed, verdict, measured_on(results, stage_names)))
+
     for name in INVERTERS:
         ev = evaluation[name]
         ours, _, _ = _methods(ev)
         if ours is None:
-            rows.append(("Identification above chance", "far above chance",
-                         f"{name}: {NOT_RUN}", NOT_RUN))
+            add("Identification above chance", "far above chance", f"{name}: {NOT_RUN}",
+                NOT_RUN, [])
             continue
         interval = _rate_interval(ours["ident_l2"], ev["num_images"])
-        rows.append(("Identification above chance", "far above chance",
-                     f"{name}: L2 {ours['ident_l2']:.3f} "
-                     f"({_interval_text(interval, ev['num_images'])}), "
-                     f"SSIM {ours['ident_ssim']:.3f} (chance {ev['chance']:.3f})",
-                     _identification_verdict(ours["ident_l2"], ev["chance"], interval)))
+        add("Identification above chance", "far above chance",
+            f"{name}: L2 {ours['ident_l2']:.3f} ({_interval_text(interval, ev['num_images'])}), "
+            f"SSIM {ours['ident_ssim']:.3f} (chance {ev['chance']:.3f})",
+            _identification_verdict(ours["ident_l2"], ev["chance"], interval),
+            [f"evaluate_{name}"])
     for standard, robust in PAIRS + [HINGE_PAIR]:
         s, r = _methods(evaluation[standard])[0], _methods(evaluation[robust])[0]
         label = f"{standard} vs {robust}"
         if s is None or r is None:
-            rows.append(("Robust keeps more", "robust > standard (identification, SSIM, PSNR)",
-                         f"{label}: {NOT_RUN}", NOT_RUN))
+            add("Robust keeps more", "robust > standard (identification, SSIM, PSNR)",
+                f"{label}: {NOT_RUN}", NOT_RUN, [])
         else:
             n1, n2 = evaluation[standard]["num_images"], evaluation[robust]["num_images"]
             text, verdict = _difference_verdict(s["ident_l2"], n1, r["ident_l2"], n2)
-            rows.append((
-                "Robust keeps more", "robust > standard (identification, SSIM, PSNR)",
+            add("Robust keeps more", "robust > standard (identification, SSIM, PSNR)",
                 f"{label}: ident. L2 {s['ident_l2']:.3f} → {r['ident_l2']:.3f} ({text}), "
                 f"SSIM {s['ssim']:.3f} → {r['ssim']:.3f}, PSNR {s['psnr']:.2f} → {r['psnr']:.2f}",
-                verdict))
+                verdict, [f"evaluate_{standard}", f"evaluate_{robust}"])
         inv_s, inv_r = (analysis.get(standard, {}).get("invariance"),
                         analysis.get(robust, {}).get("invariance"))
         if inv_s and inv_r:
-            a, b = inv_s["summary"]["mean_pixel_std"], inv_r["summary"]["mean_pixel_std"]
-            # A generator that ignores ε has a small std whatever Φ ignores: no verdict then.
-            collapsed = [n for n, inv in ((standard, inv_s), (robust, inv_r))
-                         if inv["summary"].get("generator_ignores_noise")]
-            rows.append(("Noise matters more for standard", "per-pixel std over ε larger for "
-                         "standard", f"{label}: {a:.4f} vs {b:.4f}"
-                         + (f" ({', '.join(collapsed)}: ε-diversity below "
-                            f"{noise_use.THRESHOLD:g})" if collapsed else ""),
-                         noise_use.NOT_TESTABLE if collapsed else
-                         # Less than 10 % apart on 64 images is not a difference to report.
-                         _verdict(a > b, abs(a - b) < 0.1 * max(a, b))))
+            observed, verdict = _noise(inv_s["summary"], inv_r["summary"], standard, robust)
+            add(NOISE_CLAIM, NOISE_PAPER, f"{label}: {observed}", verdict,
+                [f"analyze_{standard}", f"analyze_{robust}"])
         elif standard != HINGE_PAIR[0]:
-            rows.append(("Noise matters more for standard", "per-pixel std over ε larger for "
-                         "standard", f"{label}: {NOT_RUN}", NOT_RUN))
+            add(NOISE_CLAIM, NOISE_PAPER, f"{label}: {NOT_RUN}", NOT_RUN, [])
     for name in INVERTERS:
         ours, optimize, dnb = _methods(evaluation[name])
         if ours is None or optimize is None or dnb is None:
-            rows.append(("Feedforward beats prior methods",
-                         "ours > optimization, D&B (identification, SSIM)",
-                         f"{name}: {NOT_RUN}", NOT_RUN))
+            add("Feedforward beats prior methods",
+                "ours > optimization, D&B (identification, SSIM)", f"{name}: {NOT_RUN}",
+                NOT_RUN, [])
             continue
         speed = ours["images_per_second"] / optimize["images_per_second"]
         best_other = max(optimize["ident_l2"], dnb["ident_l2"])
@@ -200,39 +203,99 @@ def claim_rows(results):
         if verdict == "agrees" and ours["ssim"] <= max(optimize["ssim"], dnb["ssim"]):
             verdict = "within noise"
             text += "; SSIM not higher"
-        rows.append((
-            "Feedforward beats prior methods", "ours > optimization, D&B (identification, SSIM)",
+        add("Feedforward beats prior methods", "ours > optimization, D&B (identification, SSIM)",
             f"{name}: ident. L2 {ours['ident_l2']:.3f} / {optimize['ident_l2']:.3f} / "
             f"{dnb['ident_l2']:.3f} (ours − best other: {text}), SSIM {ours['ssim']:.3f} / "
             f"{optimize['ssim']:.3f} / {dnb['ssim']:.3f} (ours / optimization / D&B); "
-            f"{speed:,.0f}× faster than optimization", verdict))
+            f"{speed:,.0f}× faster than optimization", verdict, [f"evaluate_{name}"])
     for name in INVERTERS:
         mis = analysis.get(name, {}).get("misclassified")
         adv = analysis.get(name, {}).get("adversarial")
         if mis is None or adv is None:
-            rows.append(("Reconstructions follow wrong logits", "they show the predicted class",
-                         f"{name}: {NOT_RUN}", NOT_RUN))
+            add("Reconstructions follow wrong logits", "they show the predicted class",
+                f"{name}: {NOT_RUN}", NOT_RUN, [])
             continue
         observed, verdict = _wrong_logits(mis["summary"], adv["summary"])
-        rows.append(("Reconstructions follow wrong logits", "they show the predicted class",
-                     f"{name}: {observed}", verdict))
+        add("Reconstructions follow wrong logits", "they show the predicted class",
+            f"{name}: {observed}", verdict, [f"analyze_{name}"])
     for name, change in VARIANTS.items():
         summary, verdict = _variant_summary(results, name)
-        rows.append(("Architecture and optimizer matter", "what is kept differs",
-                     f"{name} ({change}) vs shapes_standard: {summary}", verdict))
+        add("Architecture and optimizer matter", "what is kept differs",
+            f"{name} ({change}) vs shapes_standard: {summary}", verdict,
+            [] if verdict == NOT_RUN else
+            [f"evaluate_{name}", "evaluate_shapes_standard", f"analyze_{name}",
+             "analyze_shapes_standard"])
     return rows
+
+
+def _noise(s, r, standard, robust):
+    """(observed, verdict) of "noise matters more for standard" from two invariance summaries.
+
+    The collapse check comes first: a generator that ignores ε has a small spread whatever Φ
+    ignores. Then the ε-variance fraction, standard − robust, with the interval of the
+    difference; the per-pixel std (partly the generator's boldness) is shown beside it."""
+    pixels = f"per-pixel std {s['mean_pixel_std']:.4f} vs {r['mean_pixel_std']:.4f}"
+    collapsed = [n for n, summary in ((standard, s), (robust, r))
+                 if summary.get("generator_ignores_noise")]
+    if collapsed:
+        return (f"{pixels} ({', '.join(collapsed)}: ε-diversity below {noise_use.THRESHOLD:g})",
+                noise_use.NOT_TESTABLE)
+    key = "epsilon_variance_fraction"
+    intervals = [(x.get(f"{key}_low"), x.get(f"{key}_high")) for x in (s, r)]
+    if s.get(key) is None or r.get(key) is None or None in intervals[0] + intervals[1]:
+        return f"{pixels} on {s.get('images', '?')} images", NOT_RERUN
+    difference = stats.interval_difference(r[key], intervals[1], s[key], intervals[0])
+    images = [x.get(f"{key}_images", x.get("images")) for x in (s, r)]
+    diversity = ""
+    if s.get("epsilon_diversity") is not None and r.get("epsilon_diversity") is not None:
+        diversity = f"; ε-diversity {s['epsilon_diversity']:.2f} vs {r['epsilon_diversity']:.2f}"
+    return (f"ε-variance fraction {s[key]:.3f} {stats.format_interval(intervals[0], 3)} vs "
+            f"{r[key]:.3f} {stats.format_interval(intervals[1], 3)}, difference "
+            f"{s[key] - r[key]:+.3f} {stats.format_interval(difference, 3)} "
+            f"(n={images[0]} and {images[1]} images × {s.get('samples', '?')} ε); "
+            f"{pixels}{diversity}",
+            stats.verdict(difference, 0.0, "above"))
+
+
+def _day(finished_utc):
+    """`2026-12-01` from a stage record's `finished_utc`, or None when it holds no date."""
+    match = re.match(r"\d{4}-\d{2}-\d{2}", finished_utc or "")
+    return match.group(0) if match else None
+
+
+def measured_on(results, stage_names):
+    """The day the oldest of `stage_names` last ran (None when none of them is recorded)."""
+    last = {}
+    for record in results["stages"]:
+        day = _day(record.get("finished_utc"))
+        if day and day >= last.get(record["stage"], ""):
+            last[record["stage"]] = day
+    days = [last[name] for name in stage_names if name in last]
+    return min(days) if days else None
+
+
+def earlier(day):
+    """Whether a measurement of `day` used the metrics before `METRICS_SINCE`."""
+    return day is not None and day < METRICS_SINCE
+
+
+def _measured_cell(day):
+    if day is None:
+        return ""
+    return f"{day}, {EARLIER}" if earlier(day) else day
 
 
 # A wrong-logit test agrees when its rate's interval lies above one half: most
 # reconstructions show the wrong class.
 FOLLOWS_NULL = 0.5
 NOT_TESTED_ATTACK = "not tested: no attack succeeded"
+NOT_COUNTED_ATTACK = "not tested: recorded before attacks were counted by success"
 
 
 def _strongest_attack(summary, goal):
     """The L∞ PGD entry of `goal` ("targeted" or "untargeted") with the largest ε: `(key,
     rate, successes)`, rate over the successful attacks. A record without success counts
-    (written before they existed) reads as untested."""
+    (written before they existed) reads as untested, with `successes` None."""
     keys = [k for k in summary if k.startswith(f"pgd_linf_{goal}_eps")
             and k.endswith("_success")]
     if not keys:
@@ -241,8 +304,12 @@ def _strongest_attack(summary, goal):
     prefix = key[:-len("_success")]
     successes = summary.get(f"{prefix}_successes")
     if not successes:
-        return prefix, None, 0
+        return prefix, None, None if successes is None else 0
     return prefix, summary.get(f"{prefix}_recon_as_adversarial"), int(successes)
+
+
+def _untested(successes):
+    return NOT_COUNTED_ATTACK if successes is None else NOT_TESTED_ATTACK
 
 
 def _judge_rates(summary, prefix, judge_key, successes):
@@ -284,7 +351,7 @@ def _wrong_logits(mis, adv):
         parts.append(f"not tested: no misclassified image among {mis.get('scanned', '?')}")
     key, rate, successes = _strongest_attack(adv, "targeted")
     if rate is None:
-        parts.append(f"{key}: {NOT_TESTED_ATTACK}")
+        parts.append(f"{key}: {_untested(successes)}")
     else:
         for label, judge_key, bucket in (("Φ", "_recon_as_adversarial", phi),
                                          ("second", "_second_recon_as_adversarial", second)):
@@ -295,7 +362,7 @@ def _wrong_logits(mis, adv):
                 parts.append(f"{key} drawn as the adversarial class ({label}) {rate:.3f} "
                              f"{_interval_text(interval, successes)} successful attacks")
     untargeted_key, untargeted, untargeted_n = _strongest_attack(adv, "untargeted")
-    parts.append(f"{untargeted_key}: " + (NOT_TESTED_ATTACK if untargeted is None else
+    parts.append(f"{untargeted_key}: " + (_untested(untargeted_n) if untargeted is None else
                                            f"{untargeted:.3f} of {untargeted_n} successful"))
     verdict = _combine(phi)
     if verdict is None:
@@ -317,7 +384,10 @@ def _variant_summary(results, name, base_name="shapes_standard"):
         return NOT_RUN, NOT_RUN
     text = (f"ident. L2 {ours['ident_l2']:.3f} vs {base['ident_l2']:.3f}, "
             f"SSIM {ours['ssim']:.3f} vs {base['ssim']:.3f}")
-    factors = dict(factor_rows(results))
+    # Only factors on the current metric are compared: the older constant-guess numbers are
+    # on another scale and have no interval to judge a change by.
+    factors = {n: [value if interval is not None else None for value, interval, _ in entries]
+               for n, entries in factor_intervals(results)}
     if name in factors and base_name in factors:
         changes = [(abs(a - b), f, a, b) for f, a, b
                    in zip(FACTORS, factors[name], factors[base_name])
@@ -331,12 +401,6 @@ def _variant_summary(results, name, base_name="shapes_standard"):
     text += f"; ident. difference {_interval_text(interval, results['evaluation'][name]['num_images'])}"
     # The claim is that something differs, in either direction.
     return text, "agrees" if stats.excludes(interval) else stats.WITHIN_NOISE
-
-
-def factor_rows(results):
-    """[(inverter, recovered fraction per factor)] for every shapes inverter with factors."""
-    return [(name, [value for value, _, _ in entries])
-            for name, entries in factor_intervals(results)]
 
 
 def factor_intervals(results):
@@ -360,7 +424,7 @@ def _factor_cell(value, interval, images):
     if value is None:
         return NOT_RUN
     if interval is None:   # the constant-guess metric of older records: not comparable
-        return f"{value:.2f} (old metric, no interval; rerun)"
+        return f"old metric: {value:.2f}"
     words = {"agrees": "kept", "disagrees": "below chance"}
     verdict = stats.verdict(interval)
     return f"{value:.2f} {stats.format_interval(interval)} {words.get(verdict, verdict)}, n={images}"
@@ -376,33 +440,53 @@ def stage_rows(results):
             for name, r in last.items()]
 
 
+def _tally(rows):
+    counts = {}
+    for row in rows:
+        counts[row[3]] = counts.get(row[3], 0) + 1
+    return ", ".join(f"{verdict} × {n}" for verdict, n in counts.items()) or "–"
+
+
 def markdown(results):
     """The generated block of the results page."""
     rows = claim_rows(results)
     claims = list(dict.fromkeys(row[0] for row in rows))
-    lines = [BEGIN, "", "| claim | paper | verdicts at 32 px |", "| --- | --- | --- |"]
+    old = [row for row in rows if earlier(row[4])]
+    lines = [BEGIN, ""]
+    if old:
+        days = sorted({row[4] for row in old})
+        lines += [f"Rows measured before {METRICS_SINCE} ({', '.join(days)}) rest on stages not "
+                  "rerun since: their numbers come from the earlier metrics (factor recovery "
+                  "against a constant guess, adversarial rates over every attack, no interval "
+                  "for the noise claim) and are counted apart. Each row names the day its "
+                  "oldest stage ran.", ""]
+    lines += [f"| claim | paper | verdicts at 32 px, measured since {METRICS_SINCE} | "
+              "earlier metrics, not rerun |", "| --- | --- | --- | --- |"]
     for claim in claims:
         mine = [row for row in rows if row[0] == claim]
-        counts = {}
-        for row in mine:
-            counts[row[3]] = counts.get(row[3], 0) + 1
-        tally = ", ".join(f"{verdict} × {n}" for verdict, n in counts.items())
-        lines.append(f"| {claim} | {mine[0][1]} | {tally} |")
+        lines.append(f"| {claim} | {mine[0][1]} | "
+                     f"{_tally([r for r in mine if not earlier(r[4])])} | "
+                     f"{_tally([r for r in mine if earlier(r[4])])} |")
     for claim in claims:
         lines += ["", f"**{claim}.** Paper: {next(r[1] for r in rows if r[0] == claim)}.", "",
-                  "| classifier | observed | verdict |", "| --- | --- | --- |"]
-        for _, _, observed, verdict in (row for row in rows if row[0] == claim):
+                  "| classifier | observed | verdict | measured |",
+                  "| --- | --- | --- | --- |"]
+        for _, _, observed, verdict, day in (row for row in rows if row[0] == claim):
             who, _, what = observed.partition(": ")
-            lines.append(f"| {who} | {what} | {verdict} |")
+            lines.append(f"| {who} | {what} | {verdict} | {_measured_cell(day)} |")
     factors = factor_intervals(results)
     if factors:
         lines += ["", "Factor recovery over the same-class baseline, shapes inverters: 1 = each "
                   "reconstruction shows its own original's factor, 0 = no closer to it than to "
                   "other images of its class; bootstrap 95 % interval, whether it excludes 0, images "
-                  "(`bin/analyze --experiment factors`):", "",
-                  "| inverter | " + " | ".join(FACTORS) + " |",
-                  "| --- |" + " --- |" * len(FACTORS)]
-        lines += [f"| {name} | " + " | ".join(_factor_cell(*entry) for entry in entries) + " |"
+                  "(`bin/analyze --experiment factors`). A cell marked \"old metric\" holds the "
+                  "earlier fraction of error recovered against a constant guess (1 = exact, 0 = "
+                  "the guess; a realistic but unrelated factor reads about −0.3), a different "
+                  "scale with no interval:", "",
+                  "| inverter | " + " | ".join(FACTORS) + " | measured |",
+                  "| --- |" + " --- |" * (len(FACTORS) + 1)]
+        lines += [f"| {name} | " + " | ".join(_factor_cell(*entry) for entry in entries)
+                  + f" | {_measured_cell(measured_on(results, [f'analyze_{name}']))} |"
                   for name, entries in factors]
     stages = stage_rows(results)
     if stages:
@@ -465,10 +549,15 @@ def figures(results, root, output_dir):
                 for index, label in enumerate(("ours", "optimization", "D&B"))}
 
     if names:
+        # A bar measured with the earlier metrics is marked, so the chart cannot pass it off
+        # as one of the current metrics.
+        old = [n for n in names if earlier(measured_on(results, [f"evaluate_{n}"]))]
+        labels = [f"{n}*" if n in old else n for n in names]
+        dated = f" (* measured before {METRICS_SINCE})" if old else ""
         save(render.bar_chart("Instance identification by L2 among 10 of a class "
-                              "(chance 0.10)", names, series("ident_l2"), "accuracy",
+                              f"(chance 0.10){dated}", labels, series("ident_l2"), "accuracy",
                               y_max=1.0, size=(640, 220)), "identification.png")
-        save(render.bar_chart("SSIM to the original", names, series("ssim"), "SSIM",
+        save(render.bar_chart(f"SSIM to the original{dated}", labels, series("ssim"), "SSIM",
                               size=(640, 220)), "baselines.png")
     for figure, experiment in (("robust_vs_standard.png", "reconstructions"),
                                ("noise.png", "invariance")):
@@ -479,11 +568,13 @@ def figures(results, root, output_dir):
     parts = [panel(PAIRS[0][0], "misclassified"), panel(PAIRS[0][0], "adversarial")]
     if all(parts):
         save(render.stack(parts), "wrong_logits.png", max_width=700)
-    factors = factor_intervals(results)
+    # Records without an interval hold the older constant-guess metric: not drawn, and no
+    # chart at all when nothing else is left.
+    factors = [(name, entries) for name, entries in factor_intervals(results)
+               if any(interval is not None for _, interval, _ in entries)]
     if factors:
         from logit_inversion.analysis import factors as factor_analysis
 
-        # Records without an interval hold the older constant-guess metric: not drawn.
         tables = {name: [{"factor": f, "recovered": None if interval is None else value,
                           "recovered_low": None if interval is None else interval[0],
                           "recovered_high": None if interval is None else interval[1]}

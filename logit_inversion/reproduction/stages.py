@@ -38,6 +38,10 @@ DEMO_CONFIG = "logit_inversion/configs/demo.py"
 CONTROL_INVERTER = [f"--config={DEMO_CONFIG}", "--config.cpu_bfloat16=off"]
 CONTROLS = {"positive": ("shapes_quadrant", "inverter_shapes_quadrant"),
             "negative": ("shapes", "inverter_shapes_cnn")}
+# Images per analysis (the adversarial experiment attacks the first 64 of them; the
+# misclassified scan and the factors take 1,000). The default 64 left the noise verdict on
+# six or so images per class.
+ANALYSIS_IMAGES = 256
 # The classifier that judges each inverter's wrong-logit reconstructions beside Φ (Φ alone is
 # circular: the inverter was trained to satisfy it): another shipped classifier of the same
 # classes, trained another way.
@@ -108,8 +112,10 @@ def stages(root="runs/reproduce", data_dir="../shared/data/tfds", python=None):
             [os.path.join(evaluation, "metrics.json")]))
         analysis = os.path.join(root, "analysis", name)
         out.append(Stage(
-            f"analyze_{name}", f"every bin/analyze experiment on {name}",
+            f"analyze_{name}", f"every bin/analyze experiment on {name}, "
+            f"{ANALYSIS_IMAGES} test images",
             [[python, "bin/analyze", f"--model={model}", *eval_data, "--experiment=all",
+              f"--num_images={ANALYSIS_IMAGES}",
               f"--second_classifier={SECOND_CLASSIFIER.get(classifier, 'shapes_robust')}",
               f"--output_dir={analysis}"]],
             [os.path.join(analysis, "index.html")]))
