@@ -1,8 +1,11 @@
-"""Shared fixtures: a tiny classifier and a tiny `shapes` dataset, built once per session."""
+"""Shared fixtures: a tiny classifier, a tiny `shapes` dataset and a tiny untrained inverter
+(built, as workdirs, and exported), each made once per test process for every file."""
 
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import types  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -27,6 +30,73 @@ def tiny_config(tiny_classifier_path, shapes_data_dir):
     return testing.tiny_config(tiny_classifier_path, shapes_data_dir)
 
 
+@pytest.fixture(scope="session")
+def tiny_inverter(tmp_path_factory, tiny_classifier_path, shapes_data_dir):
+    """One untrained tiny inverter (the tiny config's architecture) for the files that only
+    read it: the built `inverter` and its `config`, its `bin/train` `workdir` (config record
+    and one checkpoint), and the same checkpoint in `fixed_stats_workdir` under a config
+    without standing statistics (they are drawn with fresh noise at each restore, so two loads
+    of `workdir` differ slightly and two of `fixed_stats_workdir` do not).
+
+    Every file shares it, so none may write into its folders."""
+    from logit_inversion import testing, training
+    from logit_inversion.training import checkpoints
+
+    root = tmp_path_factory.mktemp("tiny_inverter")
+    config = testing.tiny_config(tiny_classifier_path, shapes_data_dir)
+    inverter = training.build_inverter(config)
+    training.compile_inverter(inverter, config)
+    workdirs = {"workdir": config,
+                "fixed_stats_workdir": testing.tiny_config(
+                    tiny_classifier_path, shapes_data_dir, standing_stats_batches=0)}
+    for name, workdir_config in workdirs.items():
+        (root / name).mkdir()
+        checkpoints.record_config(str(root / name), workdir_config)
+        checkpoints.make_manager(inverter, str(root / name), keep=1).save()
+    return types.SimpleNamespace(
+        inverter=inverter, config=config, workdir=str(root / "workdir"),
+        fixed_stats_workdir=str(root / "fixed_stats_workdir"), data_dir=shapes_data_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory, tiny_inverter):
+    """`tiny_inverter` exported to `<root>/savedmodels/demo/1`: `model_dir` is the model
+    folder, `version` the version folder.
+
+    Exporting is most of a tiny inverter's cost, and ten files used to export their own; now
+    each test process exports once. Shared, so read-only."""
+    from logit_inversion.serving import export
+
+    root = tmp_path_factory.mktemp("tiny_export")
+    model_dir = root / "savedmodels" / "demo"
+    version = export.export_inverter(tiny_inverter.inverter, str(model_dir))
+    return types.SimpleNamespace(root=root, model_dir=str(model_dir), version=version)
+
+
+# The files that run longest, longest first. `make test` hands whole files to its processes
+# (`--dist loadfile`), by default those with the most tests first; these hold few tests but
+# run a minute or more each, so they came last, and one process worked through them alone
+# while the other had finished. Started first, they overlap with everything else.
+LONGEST_FILES = (
+    "test_xla.py", "test_training.py", "test_gfile.py", "test_multiworker.py",
+    "test_eval_distributed.py", "test_explore.py", "test_own_classifier.py",
+    "test_distribute.py", "test_analysis_cli.py", "test_resume_order.py",
+)
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "slow: minutes-long checks left out of `make test`; run with `make test-slow`.")
+    # Hand files out in the order of `pytest_collection_modifyitems` below, not by test count.
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    """`LONGEST_FILES` first, in that order; then the rest, those with more tests first (the
+    default order); the tests of a file stay in their order."""
+    counts = {}
+    for item in items:
+        counts[item.path] = counts.get(item.path, 0) + 1
+    rank = {name: place for place, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: (rank.get(item.path.name, len(rank)), -counts[item.path]))

@@ -1,5 +1,5 @@
-"""Tests for `logit_inversion.analysis`: each experiment's numbers on a tiny inverter, opened
-both from a training workdir and from its export, and the figures' layout.
+"""Tests for `logit_inversion.analysis`: each experiment's numbers on the session's tiny
+inverter, opened both from its training workdir and from its export, and the figures' layout.
 
 The inverter is untrained (a tiny random generator over the tiny random classifier): the
 tests check that the numbers are consistent with their definitions, not that they are good.
@@ -13,7 +13,6 @@ import tensorflow as tf
 import pytest
 from PIL import Image
 
-from logit_inversion import testing
 from logit_inversion.analysis import (adversarial, common, compare, data as analysis_data,
                                       factor_regressor, factors, interpolation, invariance,
                                       manipulations, misclassified, model as analysis_model, ood,
@@ -24,16 +23,12 @@ TILE = 32 * render.SCALE
 
 
 @pytest.fixture(scope="module")
-def inverters(tmp_path_factory, tiny_classifier_path, shapes_data_dir):
-    """The tiny inverter as a workdir and as an export, both opened for analysis."""
-    directory = tmp_path_factory.mktemp("analysis_workdir")
-    config = testing.tiny_config(tiny_classifier_path, shapes_data_dir)
-    export_root = tmp_path_factory.mktemp("analysis_export") / "tiny"
-    version = testing.save_workdir_and_export(config, directory, export_root)
+def inverters(tiny_inverter, tiny_export):
+    """The session's tiny inverter as a workdir and as an export, both opened for analysis."""
     return types.SimpleNamespace(
-        workdir=str(directory), export=str(export_root), version=version,
-        from_workdir=analysis_model.open_model(str(directory)),
-        from_export=analysis_model.open_model(str(export_root)))
+        workdir=tiny_inverter.workdir, export=tiny_export.model_dir, version=tiny_export.version,
+        from_workdir=analysis_model.open_model(tiny_inverter.workdir),
+        from_export=analysis_model.open_model(tiny_export.model_dir))
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from logit_inversion import testing
 from logit_inversion.analysis import factor_regressor, runner
 from logit_inversion.models import noise_use
 
@@ -20,16 +19,14 @@ SMALL = dict(num_images=8, scan_images=16, factor_images=16, seed=0)
 
 
 @pytest.fixture(scope="module")
-def paths(tmp_path_factory, tiny_classifier_path, shapes_data_dir):
-    """A tiny untrained inverter as a workdir and as an export, and a tiny factor regressor."""
-    workdir = tmp_path_factory.mktemp("cli_workdir")
-    config = testing.tiny_config(tiny_classifier_path, shapes_data_dir)
-    export_dir = tmp_path_factory.mktemp("cli_export") / "tiny"
-    version = testing.save_workdir_and_export(config, workdir, export_dir)
+def paths(tmp_path_factory, tiny_inverter, tiny_export, shapes_data_dir):
+    """The session's tiny untrained inverter as a workdir and as an export, and a tiny factor
+    regressor."""
     regressor = tmp_path_factory.mktemp("cli_factors") / "factors"
     factor_regressor.train_regressor(str(regressor), data_dir=shapes_data_dir, epochs=1,
                                      batch_size=64, width=4, dense=8, verbose=0)
-    return dict(workdir=str(workdir), export=str(export_dir), version=version,
+    return dict(workdir=tiny_inverter.workdir, export=tiny_export.model_dir,
+                version=tiny_export.version,
                 regressor=str(regressor), data_dir=shapes_data_dir)
 
 

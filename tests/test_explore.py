@@ -56,14 +56,11 @@ def _pixels(data):
 
 
 @pytest.fixture(scope="module")
-def inverter(tmp_path_factory, tiny_classifier_path, shapes_data_dir):
-    """A tiny (untrained) inverter, exported as bin/explore and bin/reconstruct take it."""
+def inverter(request):
+    """The session's tiny (untrained) inverter's export version folder, as bin/explore and
+    bin/reconstruct take it."""
     _require_browser()   # before the build: a skip should cost nothing
-    from logit_inversion import testing
-    root = tmp_path_factory.mktemp("explore_model")
-    config = testing.tiny_config(tiny_classifier_path, shapes_data_dir)
-    (root / "workdir").mkdir()
-    return testing.save_workdir_and_export(config, root / "workdir", root / "export")
+    return request.getfixturevalue("tiny_export").version
 
 
 @pytest.fixture(scope="module")

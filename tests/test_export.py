@@ -1,6 +1,7 @@
 """Tests for `export`, `loading`, `bin/export` and the README's loading snippets.
 
-One tiny real inverter (the test config's architecture) is exported once for the module.
+One tiny real inverter (the test config's architecture), exported once for the session
+(`tiny_export` in conftest.py).
 """
 
 import os
@@ -14,33 +15,24 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from logit_inversion import testing, training
 from logit_inversion.serving import export, loading
-from logit_inversion.training import checkpoints as checkpointing
 from logit_inversion.data import pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, tiny_classifier_path):
+def workdir(tiny_inverter):
     """A training workdir: the tiny config and one checkpoint of its (untrained) inverter."""
-    directory = tmp_path_factory.mktemp("workdir")
-    config = testing.tiny_config(tiny_classifier_path, str(directory))
-    inverter = training.build_inverter(config)
-    training.compile_inverter(inverter, config)
-    checkpointing.record_config(str(directory), config)
-    checkpointing.make_manager(inverter, str(directory), keep=1).save()
-    return types.SimpleNamespace(path=str(directory), inverter=inverter)
+    return types.SimpleNamespace(path=tiny_inverter.workdir, inverter=tiny_inverter.inverter)
 
 
 @pytest.fixture(scope="module")
-def exported(workdir, tmp_path_factory):
+def exported(tiny_inverter, tiny_export):
     """The inverter exported to `<root>/savedmodels/demo/1`, and the loaded SavedModel."""
-    root = tmp_path_factory.mktemp("export_root")
-    path = export.export_inverter(workdir.inverter, str(root / "savedmodels" / "demo"))
     return types.SimpleNamespace(
-        root=root, path=path, model=tf.saved_model.load(path), inverter=workdir.inverter
+        root=tiny_export.root, path=tiny_export.version,
+        model=tf.saved_model.load(tiny_export.version), inverter=tiny_inverter.inverter
     )
 
 

@@ -2,9 +2,10 @@
 TensorBoard grid and the served model's `reconstruct` signature draw bit-identical noise from
 the same seed (`models.noise`, the convention the export's graph computes).
 
-Each path is run as its command runs it, on a tiny untrained inverter (a workdir and its
-export); the ε it feeds the generator is recorded and compared, bit for bit, with the `noise`
-output of the SavedModel's `reconstruct` signature for seeds s, s + 1, …
+Each path is run as its command runs it, on the session's tiny untrained inverter (a workdir
+without standing statistics, and the export); the ε it feeds the generator is recorded and
+compared, bit for bit, with the `noise` output of the SavedModel's `reconstruct` signature for
+seeds s, s + 1, …
 """
 
 import types
@@ -13,7 +14,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from logit_inversion import testing
 from logit_inversion.models import noise as noise_lib
 from logit_inversion.serving import model as model_handle
 
@@ -22,19 +22,15 @@ N = 4         # more than one image: a path that gave every image one seed would
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory, tiny_classifier_path, shapes_data_dir):
-    config = testing.tiny_config(tiny_classifier_path, shapes_data_dir,
-                                 standing_stats_batches=0)
-    workdir = tmp_path_factory.mktemp("noise_workdir")
-    version = testing.save_workdir_and_export(
-        config, workdir, tmp_path_factory.mktemp("noise_export") / "tiny")
-    served = tf.saved_model.load(version).signatures["reconstruct"]
+def tiny(tiny_inverter, tiny_export):
+    served = tf.saved_model.load(tiny_export.version).signatures["reconstruct"]
     images = tf.zeros([N, 32, 32, 3], tf.uint8)
     seeds = tf.constant(np.arange(SEED, SEED + N), tf.int64)
     return types.SimpleNamespace(
-        workdir=str(workdir), version=version, data_dir=shapes_data_dir,
+        workdir=tiny_inverter.fixed_stats_workdir, version=tiny_export.version,
+        data_dir=tiny_inverter.data_dir,
         served=served(images=images, seed=seeds)["noise"].numpy(),
-        noise_dim=config.model.noise_dim)
+        noise_dim=tiny_inverter.config.model.noise_dim)
 
 
 @pytest.fixture

@@ -22,11 +22,11 @@ def _workdir(config, path):
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory, tiny_classifier_path, shapes_data_dir):
-    """Two untrained inverters: one of the session's tiny classifier, one of another."""
+def pair(tmp_path_factory, tiny_classifier_path, shapes_data_dir, tiny_inverter):
+    """Two untrained inverters: the session's, of its tiny classifier, and one of another."""
     root = tmp_path_factory.mktemp("own_classifier")
     other = testing.save_tiny_classifier(str(root / "other_classifier"), seed=1)
-    a = _workdir(testing.tiny_config(tiny_classifier_path, shapes_data_dir), str(root / "a"))
+    a = tiny_inverter.workdir
     b = _workdir(testing.tiny_config(other, shapes_data_dir, **{"model.noise_dim": 8}),
                  str(root / "b"))
     return {"a": a, "b": b, "classifier_a": tiny_classifier_path, "classifier_b": other,

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from logit_inversion import testing
 from logit_inversion.data.pipeline import build_dataset
 from logit_inversion.serving import reconstructions
 
@@ -17,21 +16,12 @@ SPLIT = "test[:12]"
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, tiny_classifier_path, shapes_data_dir):
-    """A bin/train workdir (config record + checkpoint) of an untrained tiny inverter: what
-    is reconstructed does not matter here, only that every record is written and read back."""
-    from logit_inversion.training import build_inverter, checkpoints, compile_inverter
-
-    # No standing statistics: they are drawn with fresh noise at each restore, which would
-    # make two loads of the same workdir differ slightly.
-    config = testing.tiny_config(tiny_classifier_path, shapes_data_dir, standing_stats_batches=0)
-    path = str(tmp_path_factory.mktemp("recon") / "run")
-    os.makedirs(path)
-    inverter = build_inverter(config)
-    compile_inverter(inverter, config)
-    checkpoints.make_manager(inverter, path, 1).save()
-    checkpoints.record_config(path, config)
-    return path
+def workdir(tiny_inverter):
+    """The session's untrained tiny inverter as a bin/train workdir: what is reconstructed
+    does not matter here, only that every record is written and read back. No standing
+    statistics: they are drawn with fresh noise at each restore, which would make two loads
+    of the same workdir differ slightly."""
+    return tiny_inverter.fixed_stats_workdir
 
 
 @pytest.fixture(scope="module")

@@ -20,20 +20,14 @@ import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-from logit_inversion import testing, training
-from logit_inversion.serving import client as serving_client, export
+from logit_inversion.serving import client as serving_client
 
 MODEL = "demo"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, tiny_classifier_path):
-    directory = tmp_path_factory.mktemp("serving_client")
-    inverter = training.build_inverter(
-        testing.tiny_config(tiny_classifier_path, str(directory))
-    )
-    path = export.export_inverter(inverter, str(directory / MODEL))
-    fake = _FakeTFServing(tf.saved_model.load(path))
+def server(tiny_export):
+    fake = _FakeTFServing(tf.saved_model.load(tiny_export.version))
     yield fake
     fake.stop()
 

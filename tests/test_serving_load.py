@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from logit_inversion import testing, training
 from logit_inversion.serving import export, loading
 from logit_inversion.benchmarks import serving as serving_benchmark
 
@@ -28,15 +27,14 @@ SAVED_MODEL_CLI = Path(sys.executable).parent / "saved_model_cli"
 
 
 @pytest.fixture(scope="module")
-def inverter(tmp_path_factory, tiny_classifier_path):
-    directory = tmp_path_factory.mktemp("serving_load")
-    return training.build_inverter(testing.tiny_config(tiny_classifier_path, str(directory)))
+def inverter(tiny_inverter):
+    return tiny_inverter.inverter
 
 
 @pytest.fixture(scope="module")
-def saved_model(inverter, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("serving_load_export")
-    return export.export_inverter(inverter, str(directory / "savedmodels" / "tiny"))
+def saved_model(tiny_export):
+    """The session's tiny inverter's export (its version folder)."""
+    return tiny_export.version
 
 
 def _run(command, cwd):

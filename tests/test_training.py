@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,20 @@ from logit_inversion.models import losses
 from logit_inversion.models.inverter import LogitInverter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_classifier_path, shapes_data_dir):
+    """A workdir of the tiny config's finished run (4 steps), trained once for the tests that
+    start from one. They write into it, so each takes its own copy (`_copy`)."""
+    from logit_inversion import testing
+    workdir = str(tmp_path_factory.mktemp("trained") / "run")
+    training.train(testing.tiny_config(tiny_classifier_path, shapes_data_dir), workdir, verbose=0)
+    return workdir
+
+
+def _copy(workdir, tmp_path):
+    return shutil.copytree(workdir, str(tmp_path / "run"))
 
 
 def _checkpoint_files(workdir):
@@ -110,9 +125,9 @@ def test_train_writes_outputs_and_resumes(tiny_config, tmp_path, recwarn, monkey
     assert calls[3:] == [("evaluate",), ("standing", 3, 3), ("evaluate",), ("standing", 3, 3)]
 
 
-def test_incompatible_config_names_the_key_and_keeps_checkpoints(tiny_config, tmp_path):
-    workdir = str(tmp_path / "run")
-    training.train(tiny_config, workdir, verbose=0)
+def test_incompatible_config_names_the_key_and_keeps_checkpoints(tiny_config, trained,
+                                                                  tmp_path):
+    workdir = _copy(trained, tmp_path)
     before = _checkpoint_files(workdir)
     tiny_config.model.ch = 8
     with pytest.raises(ValueError, match=r"model\.ch=4.*model\.ch=8"):
@@ -135,9 +150,9 @@ def test_bad_strategy_and_missing_tpu_are_one_line_errors(tiny_config, tmp_path)
         assert not os.path.exists(tmp_path / name)
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_path, monkeypatch):
-    workdir = str(tmp_path / "run")
-    training.train(tiny_config, workdir, verbose=0)
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_config, trained, tmp_path,
+                                                        monkeypatch):
+    workdir = _copy(trained, tmp_path)
     good = _checkpoint_files(workdir)
     monkeypatch.setattr(losses, "generator_hinge_loss", lambda s: s[0] * float("nan"))
     tiny_config.num_steps = 8
@@ -146,6 +161,10 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_path, mo
     assert _checkpoint_files(workdir) == good
 
 
+# The same end-to-end path (bin/train killed by SIGKILL after a checkpoint, the same command
+# resuming from its step) runs in the fast suite under two workers:
+# test_multiworker.py::test_two_workers_checkpoint_once_resume_after_sigkill_and_agree.
+@pytest.mark.slow
 def test_sigkill_then_rerun_resumes_at_saved_step(tiny_classifier_path, shapes_data_dir, tmp_path):
     workdir = str(tmp_path / "run")
     cmd = [sys.executable, os.path.join(ROOT, "bin", "train"), f"--workdir={workdir}",

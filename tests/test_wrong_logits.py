@@ -4,23 +4,13 @@ top-1, say "not tested" when none did, and a second classifier judges beside Φ.
 import numpy as np
 import pytest
 
-from logit_inversion import testing
 from logit_inversion.analysis import adversarial, common, data as analysis_data, misclassified
 from logit_inversion.analysis import model as analysis_model
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory, tiny_classifier_path, shapes_data_dir):
-    from logit_inversion import training
-    from logit_inversion.training import checkpoints
-
-    workdir = str(tmp_path_factory.mktemp("wrong_logits"))
-    config = testing.tiny_config(tiny_classifier_path, shapes_data_dir)
-    inverter = training.build_inverter(config)
-    training.compile_inverter(inverter, config)
-    checkpoints.record_config(workdir, config)
-    checkpoints.make_manager(inverter, workdir, keep=1).save()
-    return analysis_model.open_model(workdir)
+def model(tiny_inverter):
+    return analysis_model.open_model(tiny_inverter.workdir)
 
 
 @pytest.fixture(scope="module")
