@@ -73,14 +73,19 @@ def tiny_export(tmp_path_factory, tiny_inverter):
     return types.SimpleNamespace(root=root, model_dir=str(model_dir), version=version)
 
 
-# The files that run longest, longest first. `make test` hands whole files to its processes
-# (`--dist loadfile`), by default those with the most tests first; these hold few tests but
-# run a minute or more each, so they came last, and one process worked through them alone
-# while the other had finished. Started first, they overlap with everything else.
+# The files that run longest (15 s or more on a 2-core machine), longest first. `make test`
+# hands whole files to its processes (`--dist loadfile`), by default those with the most tests
+# first; several of these hold few tests, so they came last, and one process worked through
+# them alone while the other had finished. Started first, they overlap with everything else.
+# test_xla.py and test_multiworker.py start processes of their own: a long file that runs in
+# its pytest process goes between them, so that they do not start together.
 LONGEST_FILES = (
-    "test_xla.py", "test_training.py", "test_gfile.py", "test_multiworker.py",
-    "test_eval_distributed.py", "test_explore.py", "test_own_classifier.py",
-    "test_distribute.py", "test_analysis_cli.py", "test_resume_order.py",
+    "test_xla.py", "test_inverter.py", "test_multiworker.py", "test_gfile.py",
+    "test_training.py", "test_export.py", "test_distribute.py", "test_serving_load.py",
+    "test_explore.py", "test_classifier_training.py", "test_analysis.py",
+    "test_shipped_inverters.py", "test_analysis_cli.py", "test_benchmarks.py",
+    "test_own_classifier.py", "test_cpu_bfloat16.py", "test_baselines.py",
+    "test_foreign_classifiers.py", "test_eval_distributed.py",
 )
 
 

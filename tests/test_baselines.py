@@ -79,23 +79,11 @@ def test_bad_model_spec_is_a_one_line_error(tmp_path):
         load_model(str(tmp_path / "nowhere"))
 
 
-def _untrained_workdir(config, workdir):
-    """A workdir as `bin/train` leaves it, without the training (it is not what is tested)."""
-    from logit_inversion import training
-    from logit_inversion.training import checkpoints
-
-    inverter = training.build_inverter(config)
-    training.compile_inverter(inverter, config)
-    os.makedirs(workdir)
-    checkpoints.record_config(workdir, config)
-    checkpoints.make_manager(inverter, workdir, 1).save()
-    return workdir
-
-
-def test_evaluate_scores_a_workdir_and_the_baseline(tiny_config, tmp_path):
+def test_evaluate_scores_a_workdir_and_the_baseline(tiny_config, tiny_inverter, tmp_path):
     from logit_inversion.evaluation import evaluate
 
-    workdir = _untrained_workdir(tiny_config, str(tmp_path / "run"))
+    # A workdir as `bin/train` leaves it, without the training (it is not what is tested).
+    workdir = tiny_inverter.workdir
     results = evaluate.evaluate(
         [workdir, "optimize:steps=3"], data_dir=tiny_config.data_dir, num_images=64,
         num_distractors=3, feature_layer="logits", diversity_images=4, diversity_samples=2)
@@ -127,10 +115,10 @@ def test_bin_evaluate_bad_spec_is_a_one_line_error_and_writes_nothing(tmp_path):
     assert not os.path.exists(out)
 
 
-def test_invert_benchmark_reports_speed_and_identification(tiny_config, tmp_path):
+def test_invert_benchmark_reports_speed_and_identification(tiny_config, tiny_inverter):
     from logit_inversion.benchmarks import invert
 
-    workdir = _untrained_workdir(tiny_config, str(tmp_path / "run"))
+    workdir = tiny_inverter.workdir
     result = invert.run({"workdir": workdir, "data_dir": tiny_config.data_dir,
                          "num_images": 64, "num_distractors": 3, "steps": (2, 4),
                          "repeats": 2})

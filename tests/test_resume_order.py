@@ -1,6 +1,7 @@
 """A resumed run continues the data stream instead of replaying it from the start."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from logit_inversion import training
@@ -31,6 +32,9 @@ def test_stream_seed_is_a_pure_function_of_seed_and_step():
     assert pipeline.stream_seed(1, 10) == pipeline.stream_seed(1, 10)
 
 
+# The same end-to-end path (train, resume at step 4, the stream seeds of both runs) runs in the
+# fast suite: test_training.py::test_train_writes_outputs_and_resumes.
+@pytest.mark.slow
 def test_train_reads_the_stream_of_its_resume_step(tiny_config, tmp_path, monkeypatch):
     seeds = []
     build = trainer.build_dataset

@@ -11,8 +11,10 @@ import time
 import pytest
 
 from logit_inversion import training
+from logit_inversion.data import pipeline
 from logit_inversion.models import losses
 from logit_inversion.models.inverter import LogitInverter
+from logit_inversion.training import trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,6 +57,20 @@ def _record_calls(monkeypatch):
     return calls
 
 
+def _record_stream_seeds(monkeypatch):
+    """The seed of every training stream a run builds, in order."""
+    seeds = []
+    build = trainer.build_dataset
+
+    def spy(*args, **kwargs):
+        if kwargs.get("training"):
+            seeds.append(kwargs["seed"])
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "build_dataset", spy)
+    return seeds
+
+
 def _held_out_tags(workdir):
     """The `held_out/` scalar tags in a run's TensorBoard events."""
     import tensorflow as tf
@@ -94,6 +110,7 @@ def _check_per_class_report(metrics, printed, workdir):
 def test_train_writes_outputs_and_resumes(tiny_config, tmp_path, recwarn, monkeypatch, capsys):
     workdir = str(tmp_path / "run")
     calls = _record_calls(monkeypatch)
+    seeds = _record_stream_seeds(monkeypatch)
     tiny_config.standing_stats_batches = 3
     metrics = training.train(tiny_config, workdir, verbose=0)
     _check_per_class_report(metrics, capsys.readouterr().out, workdir)
@@ -123,6 +140,10 @@ def test_train_writes_outputs_and_resumes(tiny_config, tmp_path, recwarn, monkey
     # Again for the resumed run, and standing statistics once more on restoring (what
     # bin/export serves).
     assert calls[3:] == [("evaluate",), ("standing", 3, 3), ("evaluate",), ("standing", 3, 3)]
+    # The resumed run reads the data stream of its step instead of replaying the first one.
+    assert seeds == [pipeline.stream_seed(tiny_config.seed, 0),
+                     pipeline.stream_seed(tiny_config.seed, 4)]
+    assert seeds[0] != seeds[1]
 
 
 def test_incompatible_config_names_the_key_and_keeps_checkpoints(tiny_config, trained,
