@@ -105,3 +105,21 @@ def pytest_collection_modifyitems(config, items):
         counts[item.path] = counts.get(item.path, 0) + 1
     rank = {name: place for place, name in enumerate(LONGEST_FILES)}
     items.sort(key=lambda item: (rank.get(item.path.name, len(rank)), -counts[item.path]))
+
+
+@pytest.fixture
+def training_stream_seeds(monkeypatch):
+    """The seed of every training stream a run builds in this test, in order (a list that
+    fills as `training.train` runs)."""
+    from logit_inversion.training import trainer
+
+    seeds = []
+    build = trainer.build_dataset
+
+    def spy(*args, **kwargs):
+        if kwargs.get("training"):
+            seeds.append(kwargs["seed"])
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "build_dataset", spy)
+    return seeds

@@ -182,27 +182,26 @@ def test_a_noise_record_without_the_fraction_interval_gets_no_verdict(root):
     assert "per-pixel std 0.0500 vs 0.0200 on 256 images" in noise[2]
 
 
+def _write_stages(root, evaluations):
+    """`stages.json` with one 60 s evaluation stage per (inverter, finished UTC)."""
+    _write(os.path.join(root, "stages.json"),
+           [{"stage": f"evaluate_{name}", "seconds": 60.0, "finished_utc": when}
+            for name, when in evaluations])
+
+
 def test_rows_measured_with_the_earlier_metrics_say_so_and_are_counted_apart(root, tmp_path):
-    _write(os.path.join(root, "stages.json"), [
-        {"stage": "evaluate_cifar10_standard", "seconds": 60.0,
-         "finished_utc": "2026-12-01 19:52:34"},
-        {"stage": "evaluate_cifar10_standard", "seconds": 60.0,
-         "finished_utc": f"{report.METRICS_SINCE} 05:00:00"},
-        {"stage": "evaluate_cifar10_robust", "seconds": 60.0,
-         "finished_utc": f"{report.METRICS_SINCE} 05:10:00"},
-        {"stage": "evaluate_shapes_standard", "seconds": 60.0,
-         "finished_utc": "2026-12-01 21:05:15"}])
+    new = report.METRICS_SINCE
+    _write_stages(root, [("cifar10_standard", "2026-12-01 19:52:34"),
+                         ("cifar10_standard", f"{new} 05:00:00"),
+                         ("cifar10_robust", f"{new} 05:10:00"),
+                         ("shapes_standard", "2026-12-01 21:05:15")])
     ident = {r[2].split(":")[0]: r for r in _rows(root, "Identification above chance")}
     assert ident["cifar10_standard"][4] == report.METRICS_SINCE   # the rerun counts
     assert ident["shapes_standard"][4] == "2026-12-01"
     # A pair is as old as its older half.
-    _write(os.path.join(root, "stages.json"), [
-        {"stage": "evaluate_cifar10_standard", "seconds": 60.0,
-         "finished_utc": "2026-12-01 19:52:34"},
-        {"stage": "evaluate_cifar10_robust", "seconds": 60.0,
-         "finished_utc": f"{report.METRICS_SINCE} 05:10:00"},
-        {"stage": "evaluate_shapes_standard", "seconds": 60.0,
-         "finished_utc": "2026-12-01 21:05:15"}])
+    _write_stages(root, [("cifar10_standard", "2026-12-01 19:52:34"),
+                         ("cifar10_robust", f"{new} 05:10:00"),
+                         ("shapes_standard", "2026-12-01 21:05:15")])
     assert _rows(root, "Robust keeps more")[0][4] == "2026-12-01"
     page = str(tmp_path / "results.md")
     report.write(root, page, str(tmp_path / "figures"))

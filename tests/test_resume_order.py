@@ -35,16 +35,8 @@ def test_stream_seed_is_a_pure_function_of_seed_and_step():
 # The same end-to-end path (train, resume at step 4, the stream seeds of both runs) runs in the
 # fast suite: test_training.py::test_train_writes_outputs_and_resumes.
 @pytest.mark.slow
-def test_train_reads_the_stream_of_its_resume_step(tiny_config, tmp_path, monkeypatch):
-    seeds = []
-    build = trainer.build_dataset
-
-    def spy(*args, **kwargs):
-        if kwargs.get("training"):
-            seeds.append(kwargs["seed"])
-        return build(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "build_dataset", spy)
+def test_train_reads_the_stream_of_its_resume_step(tiny_config, tmp_path, training_stream_seeds):
+    seeds = training_stream_seeds
     tiny_config.standing_stats_batches = 0
     workdir = str(tmp_path / "run")
     training.train(tiny_config, workdir, verbose=0)

@@ -14,7 +14,6 @@ from logit_inversion import training
 from logit_inversion.data import pipeline
 from logit_inversion.models import losses
 from logit_inversion.models.inverter import LogitInverter
-from logit_inversion.training import trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,20 +56,6 @@ def _record_calls(monkeypatch):
     return calls
 
 
-def _record_stream_seeds(monkeypatch):
-    """The seed of every training stream a run builds, in order."""
-    seeds = []
-    build = trainer.build_dataset
-
-    def spy(*args, **kwargs):
-        if kwargs.get("training"):
-            seeds.append(kwargs["seed"])
-        return build(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "build_dataset", spy)
-    return seeds
-
-
 def _held_out_tags(workdir):
     """The `held_out/` scalar tags in a run's TensorBoard events."""
     import tensorflow as tf
@@ -107,10 +92,11 @@ def _check_per_class_report(metrics, printed, workdir):
     assert {f"held_out/agreement_per_class/{name}" for name in scored} <= tags
 
 
-def test_train_writes_outputs_and_resumes(tiny_config, tmp_path, recwarn, monkeypatch, capsys):
+def test_train_writes_outputs_and_resumes(tiny_config, tmp_path, recwarn, monkeypatch, capsys,
+                                        training_stream_seeds):
     workdir = str(tmp_path / "run")
     calls = _record_calls(monkeypatch)
-    seeds = _record_stream_seeds(monkeypatch)
+    seeds = training_stream_seeds
     tiny_config.standing_stats_batches = 3
     metrics = training.train(tiny_config, workdir, verbose=0)
     _check_per_class_report(metrics, capsys.readouterr().out, workdir)
