@@ -137,14 +137,16 @@ def test_held_out_evaluation_repeats_and_reports_every_tracker(inverter):
     assert round(first["agreement"] * 10, 4) == round(first["agreement"] * 10)
 
 
-@pytest.mark.parametrize("consistency_weight, every, counted", [
-    (0.0, 3, 2),   # hinge only: Φ(fakes) is run at steps 0 and 3 of 0…5
-    (0.0, 1, 6),
-    (0.5, 3, 6),   # the consistency loss runs Φ(fakes) anyway: every step is measured
+@pytest.mark.parametrize("consistency_weight, start, every, counted", [
+    (0.0, 0, 3, 2),   # hinge only: Φ(fakes) is run at steps 0 and 3 of 0…5
+    (0.0, 0, 1, 6),
+    (0.5, 0, 3, 6),   # the consistency loss runs Φ(fakes) anyway: every step is measured
+    (0.5, 4, 3, 4),   # ... once it is on (steps 4, 5); before it, on the schedule (0, 3)
 ])
 def test_training_agreement_is_sampled_only_when_no_loss_needs_it(
-        tiny_config, consistency_weight, every, counted):
+        tiny_config, consistency_weight, start, every, counted):
     tiny_config.consistency_weight = consistency_weight
+    tiny_config.consistency_start = start
     tiny_config.train_agreement_every = every
     inv = training.build_inverter(tiny_config)
     training.compile_inverter(inv, tiny_config)
@@ -183,6 +185,36 @@ def test_consistency_term_waits_for_consistency_start(tiny_config):
     for a, b in zip(plain, waiting):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert any(not np.allclose(a, b) for a, b in zip(plain, at_once))
+
+
+def _images_through_phi(inv, batch):
+    """How many images one eager train step sends through Φ."""
+    seen = []
+    inner = inv.classifier.call
+
+    def counting(images, *args, **kwargs):
+        seen.append(int(images.shape[0]))
+        return inner(images, *args, **kwargs)
+
+    inv.classifier.call = counting
+    try:
+        inv.train_step(batch)
+    finally:
+        inv.classifier.call = inner
+    return sum(seen)
+
+
+def test_phi_sees_no_fakes_before_consistency_start(tiny_config):
+    # Multiplying the term by 0 would still pay for Φ's forward and backward passes on the
+    # fakes; before its start the step must run Φ on the real images only.
+    tiny_config.d_steps = 1
+    tiny_config.train_agreement_every = 1000     # step 1 is not a measuring step
+    _, inv = _first_update(tiny_config, "generator", consistency_weight=1.0,
+                           consistency_start=3)
+    batch = _batch(16)
+    assert _images_through_phi(inv, batch) == 16              # step 1: off
+    inv.train_step(batch)                                     # step 2
+    assert _images_through_phi(inv, batch) == 16 + 16         # step 3: on, Φ(fakes) too
 
 
 def test_r1_penalty_is_the_squared_input_gradient_of_d_on_reals(tiny_config):

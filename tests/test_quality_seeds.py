@@ -21,6 +21,17 @@ def test_the_bar_needs_every_class_and_noise_use():
     assert row["steps"] == 400 and not row["meets_bar_at_end"]
 
 
+def test_time_to_bar_leaves_out_the_probes_and_scales_by_the_peak():
+    curve = [dict(_record(100, 0.5, 0.1, 0.4, wall=12.0), probe_seconds=2.0),
+             dict(_record(200, 0.97, 0.92, 0.3, wall=25.0), probe_seconds=3.0)]
+    row = quality_seeds.summarize(curve)
+    # 25 s on the clock at the probe that met the bar, 2 + 3 s of it spent probing.
+    assert row["wall_seconds_to_bar"] == 25.0 and row["train_seconds_to_bar"] == 20.0
+    # Twice the reference's peak: the same FLOPs at the same fraction take twice as long.
+    assert quality_seeds.scaled_seconds(20.0, 2 * quality_seeds.REFERENCE_PEAK_GFLOPS) == 40.0
+    assert quality_seeds.scaled_seconds(None, 150.0) is None
+
+
 def test_the_worst_seed_is_one_that_never_reached_the_bar():
     reached = quality_seeds.summarize([_record(300, 0.99, 0.95, 0.3)])
     slower = quality_seeds.summarize([_record(500, 0.99, 0.95, 0.3)])

@@ -33,8 +33,26 @@ import tempfile
 import time
 
 BAR = {"agreement": 0.95, "worst_class_agreement": 0.9, "min_epsilon_diversity": 0.2}
-DEFAULTS = {"seeds": "0,1,2", "overrides": None, "reference": False, "max_steps": 1600,
+# The float32 matmul peak (GFLOP/s) that training times are scaled to: a 2-core AVX2 VM, the
+# slowest kind the demo is meant to finish on in minutes.
+REFERENCE_PEAK_GFLOPS = 75.0
+DEFAULTS = {"seeds": "0,1,2", "overrides": None, "reference": False, "max_steps": None,
             "probe_every": 100, "num_images": 500, "output_dir": None, "bar": None}
+
+
+def training_seconds(records, upto):
+    """Wall seconds of training up to the probe at step `upto`, the probes' own time taken
+    out (a probe's `wall_seconds` counts every probe before it and itself)."""
+    record = next(r for r in records if r["step"] == upto)
+    probes = sum(r.get("probe_seconds", 0.0) for r in records if r["step"] <= upto)
+    return record["wall_seconds"] - probes
+
+
+def scaled_seconds(seconds, peak_gflops, reference=REFERENCE_PEAK_GFLOPS):
+    """`seconds` measured on a CPU whose float32 matmul peak is `peak_gflops`, scaled to one
+    whose peak is `reference`: the same fraction of the peak, so the same FLOPs take
+    peak/reference times as long."""
+    return None if seconds is None else seconds * peak_gflops / reference
 
 
 def summarize(records, bar=None):
@@ -46,6 +64,7 @@ def summarize(records, bar=None):
     last = records[-1]
     return {"steps_to_bar": met["step"] if met else None,
             "wall_seconds_to_bar": met["wall_seconds"] if met else None,
+            "train_seconds_to_bar": training_seconds(records, met["step"]) if met else None,
             "steps": last["step"], "wall_seconds": last["wall_seconds"],
             "agreement": last["agreement"],
             "worst_class_agreement": last.get("worst_class_agreement"),
@@ -86,6 +105,8 @@ def run(args=None):
     result = {"bar": bar, "seeds": seeds, "overrides": overrides, "output_dir": out,
               "machine": {"cpus": os.cpu_count(),
                           "time_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}}
+    from logit_inversion.benchmarks.train import matmul_peak
+    peaks = [matmul_peak() / 1e9]
     for side, side_overrides in sides.items():
         rows = {}
         for seed in seeds:
@@ -96,7 +117,17 @@ def run(args=None):
                 targets=bar)
             rows[seed] = summarize(records, bar)
         result[side] = rows
-        result[f"worst_{side}"] = worst(rows)
+    # The better of the peaks before and after, as `bin/benchmark train` does: a busy
+    # machine lowers one of them, and the lower peak would flatter the scaled times.
+    peaks.append(matmul_peak() / 1e9)
+    peak = max(peaks)
+    result["matmul_peak_gflops"] = {"before": peaks[0], "after": peaks[1], "used": peak,
+                                    "reference": REFERENCE_PEAK_GFLOPS}
+    for side in sides:
+        for row in result[side].values():
+            row["train_seconds_to_bar_at_reference"] = scaled_seconds(
+                row["train_seconds_to_bar"], peak)
+        result[f"worst_{side}"] = worst(result[side])
     return result
 
 
@@ -105,9 +136,11 @@ def worst(rows):
     missed = [seed for seed, row in rows.items() if row["steps_to_bar"] is None]
     if missed:
         return {"seed": missed[0], "reached_bar": False}
-    seed = max(rows, key=lambda s: rows[s]["wall_seconds_to_bar"])
-    return {"seed": seed, "reached_bar": True, "steps_to_bar": rows[seed]["steps_to_bar"],
-            "wall_seconds_to_bar": rows[seed]["wall_seconds_to_bar"]}
+    seed = max(rows, key=lambda s: rows[s]["train_seconds_to_bar"])
+    keys = ("steps_to_bar", "wall_seconds_to_bar", "train_seconds_to_bar",
+            "train_seconds_to_bar_at_reference")
+    return {"seed": seed, "reached_bar": True,
+            **{k: rows[seed][k] for k in keys if k in rows[seed]}}
 
 
 def _cell(value, digits=3):

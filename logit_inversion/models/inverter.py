@@ -291,13 +291,8 @@ class LogitInverter(keras.Model):
             total = g_loss
             fake_logits = None
             if self.consistency_weight:
-                fake_logits = self.classifier(fakes)
-                weight = self.consistency_weight
-                if self.consistency_start:
-                    weight *= ops.cast(self.g_optimizer.iterations >= self.consistency_start,
-                                       "float32")
-                total += weight * losses.logit_consistency_loss(
-                    fake_logits, logits, self.consistency_temperature)
+                consistency, fake_logits = self._consistency(fakes, logits)
+                total += self.consistency_weight * consistency
             if self.pixel_weight:
                 total += self.pixel_weight * losses.pixel_loss(fakes, images)
             if self.feature_weight:
@@ -313,6 +308,25 @@ class LogitInverter(keras.Model):
         self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
         return g_loss, fakes, fake_logits
 
+    def _consistency(self, fakes, logits):
+        """(the consistency loss, Φ(fakes)). Before `consistency_start` neither Φ's forward
+        pass on the fakes nor its backward pass runs (a `tf.cond`, whose gradient runs only
+        the taken branch): multiplying the term by 0 would still pay for both, about a third
+        of a demo step's FLOPs."""
+        def on():
+            fake_logits = self.classifier(fakes)
+            return (ops.cast(losses.logit_consistency_loss(
+                fake_logits, logits, self.consistency_temperature), "float32"),
+                ops.cast(fake_logits, logits.dtype))
+
+        if not self.consistency_start:
+            return on()
+        return tf.cond(self._consistency_active(),
+                       on, lambda: (tf.constant(0.0), ops.zeros_like(logits)))
+
+    def _consistency_active(self):
+        return self.g_optimizer.iterations >= self.consistency_start
+
     @property
     def agreement_needs_own_pass(self):
         """True when no loss runs Φ on the fakes' logits, so the training agreement needs a
@@ -327,17 +341,25 @@ class LogitInverter(keras.Model):
         so it is measured only every `agreement_every` generator steps (weight 0 between).
         """
         if not self.agreement_needs_own_pass:
-            return metrics.top1_agreement(logits, fake_logits), 1.0
+            free = metrics.top1_agreement(logits, fake_logits)
+            if not self.consistency_start:
+                return free, 1.0
+            # Before the term is on, Φ(fakes) was not computed: measure on the schedule.
+            return tf.cond(step >= self.consistency_start,
+                           lambda: (ops.cast(free, "float32"), tf.constant(1.0)),
+                           lambda: self._scheduled_agreement(images, logits, fakes, step))
+        return self._scheduled_agreement(images, logits, fakes, step)
 
+    def _scheduled_agreement(self, images, logits, fakes, step):
         def measure():
             if hasattr(self.classifier, "logits"):   # conditioned on another layer
                 return metrics.top1_agreement(*self.classifier_logits(images, fakes))
             return metrics.top1_agreement(logits, self.classifier(fakes))
 
         if self.agreement_every == 1:
-            return measure(), 1.0
+            return ops.cast(measure(), "float32"), tf.constant(1.0)
         due = ops.equal(step % self.agreement_every, 0)
-        value = tf.cond(due, measure, lambda: tf.constant(0.0))
+        value = tf.cond(due, lambda: ops.cast(measure(), "float32"), lambda: tf.constant(0.0))
         return value, ops.cast(due, "float32")
 
     def classifier_logits(self, *images):

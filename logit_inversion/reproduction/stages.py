@@ -20,10 +20,10 @@ from logit_inversion import files
 
 CIFAR_CONFIG = "logit_inversion/configs/cifar10_cpu.py"
 DNB_CONFIG = "logit_inversion/configs/dosovitskiy_brox.py"
-# The shapes inverters ran with the demo config of 2026-12-01: 1,000 float32 steps. The demo
-# has since moved (1,600 steps, bfloat16 convolutions where the CPU has them); the stages
-# keep what was measured.
-SHAPES_INVERTER = ["--config.num_steps=1000", "--config.cpu_bfloat16=off"]
+DEMO_CONFIG = "logit_inversion/configs/demo.py"
+# The shapes inverters (and the controls below) use the demo recipe in float32, so a stage's
+# numbers do not depend on whether the CPU has bfloat16 units.
+SHAPES_INVERTER = [f"--config={DEMO_CONFIG}", "--config.cpu_bfloat16=off"]
 # Same recipe as the shipped savedmodels/shapes_cnn (its metadata.json), one thing changed.
 SHAPES_CLASSIFIER = ["--dataset=shapes", "--epochs=8"]
 VARIANTS = {"shapes_wide": ["--width=64"], "shapes_adam": ["--optimizer=adam"]}
@@ -34,8 +34,7 @@ SHIPPED = ("cifar10_standard", "cifar10_robust")
 # `shapes` one, whose logits keep almost nothing but the shape (the negative control;
 # docs/classifiers.md gives each one's linear-probe R² per factor). Role -> (classifier, the
 # export's name in savedmodels/).
-DEMO_CONFIG = "logit_inversion/configs/demo.py"
-CONTROL_INVERTER = [f"--config={DEMO_CONFIG}", "--config.cpu_bfloat16=off"]
+CONTROL_INVERTER = SHAPES_INVERTER
 CONTROLS = {"positive": ("shapes_quadrant", "inverter_shapes_quadrant"),
             "negative": ("shapes", "inverter_shapes_cnn")}
 # Images per analysis (the adversarial experiment attacks the first 64 of them; the
