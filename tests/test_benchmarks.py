@@ -66,9 +66,11 @@ def test_hlo_counter_reads_convolution_and_dot_lines():
 def test_step_count_adds_up_and_follows_the_step(tiny_config):
     from logit_inversion import training
     tiny_config.batch_size = 4
+    tiny_config.consistency_start = 0
     inverter = training.build_inverter(tiny_config)
     training.compile_inverter(inverter, tiny_config)
     counted = flops.count_inverter(inverter, tiny_config)
+    assert counted["phase"] == "full"
     f = counted["flops"]
     assert f["total"] == f["G"] + f["D"] + f["Φ"] + f["other"]
     assert min(f["G"], f["D"], f["Φ"]) > 0
@@ -80,9 +82,20 @@ def test_step_count_adds_up_and_follows_the_step(tiny_config):
     assert counted["params"]["G"] == sum(
         int(tf.size(w)) for w in inverter.generator.trainable_weights)
 
+    # Before the consistency term switches on, Φ sees the fakes only for the sampled agreement.
+    tiny_config.consistency_start = 100
+    tiny_config.train_agreement_every = 4
+    late = training.build_inverter(tiny_config)
+    training.compile_inverter(late, tiny_config)
+    counted = flops.count_inverter(late, tiny_config)
+    assert counted["phase"] == "before_consistency"
+    assert counted["phi"]["images_forward_per_step"] == 4 + 4 / 4
+    assert counted["phi"]["images_backward_per_step"] == 0
+    assert counted["flops"]["Φ"] < f["Φ"]
+
     # Hinge only: Φ(fakes) runs for the logged agreement alone, every 4th step here.
     tiny_config.consistency_weight = 0.0
-    tiny_config.train_agreement_every = 4
+    tiny_config.consistency_start = 0
     hinge = training.build_inverter(tiny_config)
     training.compile_inverter(hinge, tiny_config)
     counted = flops.count_inverter(hinge, tiny_config)

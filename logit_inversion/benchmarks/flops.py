@@ -288,10 +288,17 @@ def sampled_agreement_images(inverter, batch_size):
     `agreement_every` steps: that call sits in a `tf.cond` branch, which the graph walk of
     `classifier_images` does not enter, so it is added here at its average rate."""
     every = getattr(inverter, "agreement_every", 1)
-    if every == 1 or not inverter.agreement_needs_own_pass:
+    if every == 1 or not (inverter.agreement_needs_own_pass or _before_consistency(inverter)):
         return 0
     # Another layer's inverter measures agreement on the logits of the images and fakes.
     return (2 if hasattr(inverter.classifier, "logits") else 1) * batch_size / every
+
+
+def _before_consistency(inverter):
+    """True while the traced step runs before `consistency_start`: Φ then sees no fakes except
+    for the sampled agreement (`LogitInverter._consistency`)."""
+    start = getattr(inverter, "consistency_start", 0)
+    return bool(start) and int(inverter.g_optimizer.iterations) < start
 
 
 def _affine(at_1, at_2, b1, b2, b):
@@ -333,10 +340,14 @@ def count_inverter(inverter, config, trace_batches=None, published=None, step=No
         published: a `PUBLISHED` entry for Φ, or None to count Φ from XLA's HLO.
         step: optional `tf.function` of `inverter.train_step` to trace (see `trace_step`).
 
+    The step counted is the one the inverter runs next: before `consistency_start` that is a
+    step without Φ on the fakes ("phase": "before_consistency"), from then on the full step
+    ("phase": "full"). A benchmark timing the same traced step times that phase.
+
     Returns:
         A dict: "flops" {G, D, Φ, other, total}, "matmul_flops" (the conv/matmul part, same
         keys), "params" {G, D, Φ}, "phi" (how Φ was counted), "batch_size", "d_steps",
-        "resolution", "traced_at" (batch sizes traced) and "method".
+        "resolution", "traced_at" (batch sizes traced), "phase" and "method".
     """
     batch, d_steps = config.batch_size, config.d_steps
     if trace_batches is None:
@@ -387,6 +398,7 @@ def count_inverter(inverter, config, trace_batches=None, published=None, step=No
                 "images_forward_per_step": round(images_fwd, 1),
                 "images_backward_per_step": int(images_bwd), "source": phi_source},
         "traced_at": list(trace_batches),
+        "phase": "before_consistency" if _before_consistency(inverter) else "full",
         "method": "TF profiler float-op registry on the traced train_step (G, D, other); "
                   "Φ: FLOPs per image × images through Φ in the traced step",
     }
