@@ -31,7 +31,9 @@ from logit_inversion import testing, training  # noqa: E402
 # recipes add (the consistency and feature terms differentiate the frozen classifier).
 OBJECTIVES = {
     "hinge": {"consistency_weight": 0.0},
-    "consistency": {"consistency_weight": 0.3},
+    # From the first step: the tiny config inherits the demo's late start, which would leave
+    # the classifier's backward pass in a branch that these three steps never take.
+    "consistency": {"consistency_weight": 0.3, "consistency_start": 0},
     "pixel": {"consistency_weight": 0.0, "pixel_weight": 1.0},
     "feature": {"consistency_weight": 0.0, "feature_weight": 1.0, "feature_layer": "logits"},
 }
