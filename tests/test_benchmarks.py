@@ -63,13 +63,17 @@ def test_hlo_counter_reads_convolution_and_dot_lines():
                                                          "other": 2 * 2 * 5 * 7}
 
 
-def test_step_count_adds_up_and_follows_the_step(tiny_config):
+def _built_and_counted(config):
     from logit_inversion import training
+    inverter = training.build_inverter(config)
+    training.compile_inverter(inverter, config)
+    return inverter, flops.count_inverter(inverter, config)
+
+
+def test_step_count_adds_up_and_follows_the_step(tiny_config):
     tiny_config.batch_size = 4
     tiny_config.consistency_start = 0
-    inverter = training.build_inverter(tiny_config)
-    training.compile_inverter(inverter, tiny_config)
-    counted = flops.count_inverter(inverter, tiny_config)
+    inverter, counted = _built_and_counted(tiny_config)
     assert counted["phase"] == "full"
     f = counted["flops"]
     assert f["total"] == f["G"] + f["D"] + f["Φ"] + f["other"]
@@ -85,9 +89,7 @@ def test_step_count_adds_up_and_follows_the_step(tiny_config):
     # Before the consistency term switches on, Φ sees the fakes only for the sampled agreement.
     tiny_config.consistency_start = 100
     tiny_config.train_agreement_every = 4
-    late = training.build_inverter(tiny_config)
-    training.compile_inverter(late, tiny_config)
-    counted = flops.count_inverter(late, tiny_config)
+    _, counted = _built_and_counted(tiny_config)
     assert counted["phase"] == "before_consistency"
     assert counted["phi"]["images_forward_per_step"] == 4 + 4 / 4
     assert counted["phi"]["images_backward_per_step"] == 0
@@ -96,9 +98,7 @@ def test_step_count_adds_up_and_follows_the_step(tiny_config):
     # Hinge only: Φ(fakes) runs for the logged agreement alone, every 4th step here.
     tiny_config.consistency_weight = 0.0
     tiny_config.consistency_start = 0
-    hinge = training.build_inverter(tiny_config)
-    training.compile_inverter(hinge, tiny_config)
-    counted = flops.count_inverter(hinge, tiny_config)
+    _, counted = _built_and_counted(tiny_config)
     assert counted["phi"]["images_forward_per_step"] == 4 + 4 / 4
     assert counted["phi"]["images_backward_per_step"] == 0
 
