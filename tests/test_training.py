@@ -1,5 +1,8 @@
 """`training.train` end to end on tiny models: outputs, resume, bad input, NaN guard."""
 
+import contextlib
+import copy
+import io
 import json
 import os
 import shutil
@@ -7,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+import types
+import warnings
 
 import pytest
 
@@ -20,12 +25,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_classifier_path, shapes_data_dir):
-    """A workdir of the tiny config's finished run (4 steps), trained once for the tests that
-    start from one. They write into it, so each takes its own copy (`_copy`)."""
+    """The tiny config's finished run (4 steps, 3 standing-statistics batches), trained once
+    for every test that starts from one, with what it did on the way: `calls` (standing
+    statistics and evaluations, in order), `seeds` (its training streams), `printed` (its
+    stdout) and `warnings`. Tests that write into `workdir` take their own copy (`_copy`)."""
     from logit_inversion import testing
     workdir = str(tmp_path_factory.mktemp("trained") / "run")
-    training.train(testing.tiny_config(tiny_classifier_path, shapes_data_dir), workdir, verbose=0)
-    return workdir
+    config = testing.tiny_config(tiny_classifier_path, shapes_data_dir,
+                                 standing_stats_batches=3)
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings(record=True) as caught, \
+            contextlib.redirect_stdout(printed):
+        warnings.simplefilter("always")
+        calls, seeds = _record_calls(patch), _record_stream_seeds(patch)
+        metrics = training.train(config, workdir, verbose=0)
+    return types.SimpleNamespace(workdir=workdir, config=config, metrics=metrics, calls=calls,
+                                 seeds=seeds, printed=printed.getvalue(), warnings=caught)
 
 
 def _copy(workdir, tmp_path):
@@ -54,6 +69,21 @@ def _record_calls(monkeypatch):
     monkeypatch.setattr(LogitInverter, "accumulate_standing_stats", standing)
     monkeypatch.setattr(LogitInverter, "evaluate", evaluating)
     return calls
+
+
+def _record_stream_seeds(monkeypatch):
+    """The seed of every training stream `training.train` builds, in order (see the
+    `training_stream_seeds` fixture, which does the same for one test)."""
+    from logit_inversion.training import trainer
+    seeds, build = [], trainer.build_dataset
+
+    def spy(*args, **kwargs):
+        if kwargs.get("training"):
+            seeds.append(kwargs["seed"])
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "build_dataset", spy)
+    return seeds
 
 
 def _held_out_tags(workdir):
@@ -92,21 +122,16 @@ def _check_per_class_report(metrics, printed, workdir):
     assert {f"held_out/agreement_per_class/{name}" for name in scored} <= tags
 
 
-def test_train_writes_outputs_and_resumes(tiny_config, tmp_path, recwarn, monkeypatch, capsys,
-                                        training_stream_seeds):
-    workdir = str(tmp_path / "run")
-    calls = _record_calls(monkeypatch)
-    seeds = training_stream_seeds
-    tiny_config.standing_stats_batches = 3
-    metrics = training.train(tiny_config, workdir, verbose=0)
-    _check_per_class_report(metrics, capsys.readouterr().out, workdir)
+def test_train_writes_outputs(trained):
+    metrics, workdir = trained.metrics, trained.workdir
+    _check_per_class_report(metrics, trained.printed, workdir)
     # The final evaluation runs on both sides of G_ema's standing statistics; the reported
     # agreement is the one after them.
-    assert calls == [("evaluate",), ("standing", 3, 3), ("evaluate",)]
+    assert trained.calls == [("evaluate",), ("standing", 3, 3), ("evaluate",)]
     assert 0.0 <= metrics["agreement_without_standing_stats"] <= 1.0
     assert metrics["standing_stats_batches"] == 3
     # Evaluation runs an explicit number of steps: Keras never reads past the data.
-    assert not [w for w in recwarn if "ran out of data" in str(w.message)]
+    assert not [w for w in trained.warnings if "ran out of data" in str(w.message)]
     for name in ("metrics.json", "reconstructions.png", "config.json", "tensorboard"):
         assert os.path.exists(os.path.join(workdir, name)), name
     with open(os.path.join(workdir, "metrics.json")) as f:
@@ -115,9 +140,16 @@ def test_train_writes_outputs_and_resumes(tiny_config, tmp_path, recwarn, monkey
     assert metrics["cpu_bfloat16"] is False   # tiny_config pins float32
     assert 0.0 <= metrics["agreement"] <= 1.0 and metrics["images_per_second"] > 0
     assert len(_checkpoint_files(workdir)) == 1 + 2 * 2    # index file + 2 checkpoints
-    tiny_config.num_steps = 8
-    tiny_config.keep_checkpoints = 2
-    assert training.train(tiny_config, workdir, verbose=0)["steps"] == 8
+    assert trained.seeds == [pipeline.stream_seed(trained.config.seed, 0)]
+
+
+def test_train_resumes(trained, tmp_path, monkeypatch, training_stream_seeds):
+    workdir = _copy(trained.workdir, tmp_path)
+    calls = _record_calls(monkeypatch)
+    config = copy.deepcopy(trained.config)
+    config.num_steps = 8
+    config.keep_checkpoints = 2
+    assert training.train(config, workdir, verbose=0)["steps"] == 8
     assert sorted(_checkpoint_files(workdir))[1:] == [
         "ckpt-6.data-00000-of-00001", "ckpt-6.index", "ckpt-8.data-00000-of-00001",
         "ckpt-8.index"]
@@ -125,16 +157,15 @@ def test_train_writes_outputs_and_resumes(tiny_config, tmp_path, recwarn, monkey
     assert int(restored.g_optimizer.iterations) == 8
     # Again for the resumed run, and standing statistics once more on restoring (what
     # bin/export serves).
-    assert calls[3:] == [("evaluate",), ("standing", 3, 3), ("evaluate",), ("standing", 3, 3)]
+    assert calls == [("evaluate",), ("standing", 3, 3), ("evaluate",), ("standing", 3, 3)]
     # The resumed run reads the data stream of its step instead of replaying the first one.
-    assert seeds == [pipeline.stream_seed(tiny_config.seed, 0),
-                     pipeline.stream_seed(tiny_config.seed, 4)]
-    assert seeds[0] != seeds[1]
+    assert training_stream_seeds == [pipeline.stream_seed(config.seed, 4)]
+    assert training_stream_seeds[0] != trained.seeds[0]
 
 
 def test_incompatible_config_names_the_key_and_keeps_checkpoints(tiny_config, trained,
                                                                   tmp_path):
-    workdir = _copy(trained, tmp_path)
+    workdir = _copy(trained.workdir, tmp_path)
     before = _checkpoint_files(workdir)
     tiny_config.model.ch = 8
     with pytest.raises(ValueError, match=r"model\.ch=4.*model\.ch=8"):
@@ -159,7 +190,7 @@ def test_bad_strategy_and_missing_tpu_are_one_line_errors(tiny_config, tmp_path)
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_config, trained, tmp_path,
                                                         monkeypatch):
-    workdir = _copy(trained, tmp_path)
+    workdir = _copy(trained.workdir, tmp_path)
     good = _checkpoint_files(workdir)
     monkeypatch.setattr(losses, "generator_hinge_loss", lambda s: s[0] * float("nan"))
     tiny_config.num_steps = 8
