@@ -77,3 +77,18 @@ def save_workdir_and_export(config, workdir, export_dir):
     checkpoints.record_config(str(workdir), config)
     checkpoints.make_manager(inverter, str(workdir), keep=1).save()
     return export.export_inverter(inverter, str(export_dir))
+
+
+def record_stream_seeds(monkeypatch):
+    """The seed of every training stream `training.train` builds from now on, in order: a
+    list that fills as runs go. `monkeypatch` is pytest's (its undo removes the spy)."""
+    from logit_inversion.training import trainer
+    seeds, build = [], trainer.build_dataset
+
+    def spy(*args, **kwargs):
+        if kwargs.get("training"):
+            seeds.append(kwargs["seed"])
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "build_dataset", spy)
+    return seeds

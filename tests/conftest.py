@@ -111,15 +111,5 @@ def pytest_collection_modifyitems(config, items):
 def training_stream_seeds(monkeypatch):
     """The seed of every training stream a run builds in this test, in order (a list that
     fills as `training.train` runs)."""
-    from logit_inversion.training import trainer
-
-    seeds = []
-    build = trainer.build_dataset
-
-    def spy(*args, **kwargs):
-        if kwargs.get("training"):
-            seeds.append(kwargs["seed"])
-        return build(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "build_dataset", spy)
-    return seeds
+    from logit_inversion import testing
+    return testing.record_stream_seeds(monkeypatch)

@@ -37,7 +37,7 @@ def trained(tmp_path_factory, tiny_classifier_path, shapes_data_dir):
     with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings(record=True) as caught, \
             contextlib.redirect_stdout(printed):
         warnings.simplefilter("always")
-        calls, seeds = _record_calls(patch), _record_stream_seeds(patch)
+        calls, seeds = _record_calls(patch), testing.record_stream_seeds(patch)
         metrics = training.train(config, workdir, verbose=0)
     return types.SimpleNamespace(workdir=workdir, config=config, metrics=metrics, calls=calls,
                                  seeds=seeds, printed=printed.getvalue(), warnings=caught)
@@ -69,21 +69,6 @@ def _record_calls(monkeypatch):
     monkeypatch.setattr(LogitInverter, "accumulate_standing_stats", standing)
     monkeypatch.setattr(LogitInverter, "evaluate", evaluating)
     return calls
-
-
-def _record_stream_seeds(monkeypatch):
-    """The seed of every training stream `training.train` builds, in order (see the
-    `training_stream_seeds` fixture, which does the same for one test)."""
-    from logit_inversion.training import trainer
-    seeds, build = [], trainer.build_dataset
-
-    def spy(*args, **kwargs):
-        if kwargs.get("training"):
-            seeds.append(kwargs["seed"])
-        return build(*args, **kwargs)
-
-    monkeypatch.setattr(trainer, "build_dataset", spy)
-    return seeds
 
 
 def _held_out_tags(workdir):
