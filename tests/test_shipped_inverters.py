@@ -36,6 +36,20 @@ def test_shipped_inverter_says_how_it_was_made(name):
 
 
 @pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_inverter_was_trained_with_todays_cifar_recipe(name):
+    """A recipe change in `configs/cifar10_cpu.py` must come with retrained inverters (the
+    reproduction's CIFAR-10 stages), or the shipped ones no longer show what it gives."""
+    from logit_inversion.configs import cifar10_cpu
+    config = cifar10_cpu.get_config()
+    recorded = json.loads((REPO / "savedmodels" / f"inverter_{name}" / "metadata.json")
+                          .read_text())["config"]
+    for key in ("batch_size", "num_steps", "consistency_weight", "diversity_weight", "g_lr",
+                "d_lr", "ema_decay"):
+        assert recorded.get(key) == config[key], (key, recorded.get(key), config[key])
+    assert recorded["model"] == json.loads(json.dumps(config.model.to_dict()))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_inverter_embeds_its_classifier(name):
     inverter = logit_inversion.load(str(REPO / "savedmodels" / f"inverter_{name}"))
     assert (inverter.resolution, inverter.num_classes) == (32, 10)

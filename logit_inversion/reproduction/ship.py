@@ -18,7 +18,10 @@ from logit_inversion import files
 
 _FROM_METRICS = ("steps", "agreement", "agreement_without_standing_stats", "eval_examples",
                  "eval_split", "classifier", "dataset", "steps_per_second",
-                 "train_seconds_this_run", "weights_sha256")
+                 "train_seconds_this_run", "weights_sha256", "worst_class",
+                 "worst_class_agreement", "epsilon_diversity")
+_FROM_CONFIG = ("batch_size", "num_steps", "consistency_weight", "diversity_weight", "g_lr",
+                "d_lr", "ema_decay", "model", "seed")
 
 
 def metadata(workdir, root=None, stage=None, export_command=None):
@@ -30,9 +33,7 @@ def metadata(workdir, root=None, stage=None, export_command=None):
     metrics = json.loads(files.read_text(metrics_path))
     config = json.loads(files.read_text(os.path.join(workdir, "config.json")))
     out = {key: metrics[key] for key in _FROM_METRICS if key in metrics}
-    out["config"] = {key: config[key] for key in ("batch_size", "num_steps", "consistency_weight",
-                                                  "g_lr", "d_lr", "ema_decay", "model", "seed")
-                     if key in config}
+    out["config"] = {key: config[key] for key in _FROM_CONFIG if key in config}
     record = _last_record(root, stage) if root and stage else None
     if record:
         out["command"] = portable(record["commands"][0])

@@ -118,7 +118,21 @@ def stages(root="runs/reproduce", data_dir="../shared/data/tfds", python=None):
               f"--second_classifier={SECOND_CLASSIFIER.get(classifier, 'shapes_robust')}",
               f"--output_dir={analysis}"]],
             [os.path.join(analysis, "index.html")]))
-    return out + _hinge_stages(root, data_dir, python) + _control_stages(root, python)
+    return (out + [_compare_stage(root, data_dir, python)] + _hinge_stages(root, data_dir, python)
+            + _control_stages(root, python))
+
+
+def _compare_stage(root, data_dir, python):
+    """Both shipped CIFAR-10 inverters on the same images and noise, each read by its own
+    classifier (the figure of `docs/analysis.md` that puts them side by side)."""
+    analysis = os.path.join(root, "analysis", "compare_cifar10")
+    models = [f"--model={os.path.join('savedmodels', f'inverter_{name}')}" for name in SHIPPED]
+    return Stage(
+        "compare_cifar10", "the shipped CIFAR-10 pair on the same images and noise",
+        [[python, "bin/analyze", *models, "--dataset=cifar10", f"--data_dir={data_dir}",
+          "--experiment=compare", f"--num_images={ANALYSIS_IMAGES}",
+          f"--output_dir={analysis}"]],
+        [os.path.join(analysis, "compare.png")])
 
 
 def _export_stage(name, workdir, export, root, python, stage=None, train_stage=None):
@@ -135,8 +149,9 @@ def _export_stage(name, workdir, export, root, python, stage=None, train_stage=N
 
 
 def _hinge_stages(root, data_dir, python):
-    """The CIFAR pair again with the paper's pure hinge objective (no consistency term): the
-    main pair uses the term, so the robust-vs-standard comparison is also reported without it."""
+    """The CIFAR pair again with the paper's pure hinge objective (neither the consistency nor
+    the diversity term): the main pair uses both, so the robust-vs-standard comparison is also
+    reported without them."""
     out = []
     for classifier in ("cifar10_standard", "cifar10_robust"):
         name = f"{classifier}_hinge"
@@ -145,7 +160,8 @@ def _hinge_stages(root, data_dir, python):
         out.append(Stage(
             f"invert_{name}", f"inverter of {classifier}, hinge loss only",
             [[python, "bin/train", f"--config={CIFAR_CONFIG}", f"--config.data_dir={data_dir}",
-              "--config.consistency_weight=0", f"--config.classifier={classifier}",
+              "--config.consistency_weight=0", "--config.diversity_weight=0",
+              f"--config.classifier={classifier}",
               f"--workdir={workdir}"]],
             [os.path.join(workdir, "metrics.json")]))
         out.append(Stage(
