@@ -105,24 +105,39 @@ def test_step_count_adds_up_and_follows_the_step(tiny_config):
 
 @pytest.mark.slow
 def test_step_count_is_affine_in_the_batch(tiny_config):
-    tiny_config.batch_size = 4
+    # The tiny config inherits the demo's diversity term, whose batch // 2 second samples
+    # make the count affine over even batches only.
+    assert tiny_config.diversity_weight > 0
+    tiny_config.batch_size = 8
     direct = flops.count_config(tiny_config)
-    extrapolated = flops.count_config(tiny_config, trace_batches=(1, 2))
+    extrapolated = flops.count_config(tiny_config, trace_batches=(2, 4))
     assert extrapolated["flops"] == direct["flops"]
     assert extrapolated["phi"] == direct["phi"]
+    with pytest.raises(ValueError, match=r"Received: trace_batches=\(1, 2\)"):
+        flops.count_config(tiny_config, trace_batches=(1, 2))
 
 
-def test_train_benchmark_reports_documented_keys(tiny_config):
-    result = train.run(tiny_config, {"steps": 2, "warmup_steps": 1, "matmul_size": 256,
-                                     "matmul_repeats": 1, "variants": "no_xla",
-                                     "profile_steps": 1, "profile_top": 3})
+@pytest.fixture(scope="module")
+def train_result(tiny_classifier_path, shapes_data_dir):
+    """One `train` benchmark run of the tiny config, both CPU variants and a profile, for the
+    tests that read its JSON (each run traces and times the step again)."""
+    from logit_inversion import testing
+    config = testing.tiny_config(tiny_classifier_path, shapes_data_dir)
+    result = train.run(config, {"steps": 2, "warmup_steps": 1, "matmul_size": 256,
+                                "matmul_repeats": 1, "variants": "no_xla,bfloat16",
+                                "profile_steps": 1, "profile_top": 3})
+    return config, result
+
+
+def test_train_benchmark_reports_documented_keys(train_result):
+    config, result = train_result
     assert {"config", "machine", "flops_per_step", "flops_per_step_by_network",
             "matmul_peak_flops_per_second", "no_xla", "profile"} <= set(result)
     timing = result["no_xla"]
     assert {"steps_per_second", "images_per_second", "flops_per_second",
             "fraction_of_matmul_peak", "peak_rss_mb", "first_step_seconds"} <= set(timing)
     assert timing["images_per_second"] == pytest.approx(
-        timing["steps_per_second"] * tiny_config.batch_size * tiny_config.d_steps, rel=0.01)
+        timing["steps_per_second"] * config.batch_size * config.d_steps, rel=0.01)
     assert timing["fraction_of_matmul_peak"] == pytest.approx(
         timing["flops_per_second"] / result["matmul_peak_flops_per_second"]["used"], rel=0.01)
     assert 0 < len(result["profile"]["top_ops"]) <= 3
@@ -145,10 +160,8 @@ def test_op_kinds_merge_convolutions_and_onednn_names():
         {"kind": "Mul", "self_ms_per_step": 2.0, "share": 0.2857}]
 
 
-def test_bfloat16_variant_reports_both_peaks(tiny_config):
-    result = train.run(tiny_config, {"steps": 2, "warmup_steps": 1, "matmul_size": 256,
-                                     "matmul_repeats": 1, "variants": "no_xla,bfloat16",
-                                     "profile_steps": 0})
+def test_bfloat16_variant_reports_both_peaks(train_result):
+    _, result = train_result
     peaks, timing = result["matmul_peak_flops_per_second"], result["bfloat16"]
     assert timing["fraction_of_matmul_peak"] == pytest.approx(
         timing["flops_per_second"] / peaks["used"], rel=0.01)

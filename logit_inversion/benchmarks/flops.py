@@ -302,8 +302,12 @@ def _before_consistency(inverter):
 
 
 def _affine(at_1, at_2, b1, b2, b):
-    """Value at batch b of a quantity affine in the batch, from its values at b1 and b2."""
-    return at_1 + (at_2 - at_1) * (b - b1) // (b2 - b1)
+    """Value at batch b of a quantity affine in the batch, from its values at b1 and b2.
+
+    True division: some quantities are fractional (Φ's images per step when the agreement is
+    sampled every few steps), and floor division would round them down."""
+    value = at_1 + (at_2 - at_1) * (b - b1) / (b2 - b1)
+    return int(round(value)) if isinstance(at_1, int) and isinstance(at_2, int) else value
 
 
 def count_config(config, trace_batches=None):
@@ -356,6 +360,12 @@ def count_inverter(inverter, config, trace_batches=None, published=None, step=No
                                             and trace_batches[0] != batch):
         raise ValueError("trace_batches must be the config's batch size or two batch "
                          f"sizes to extrapolate from. Received: trace_batches={trace_batches}")
+    # The diversity term draws batch // 2 second samples, so a step's count is affine in the
+    # batch over even batches only.
+    if (len(trace_batches) == 2 and getattr(inverter, "diversity_weight", 0)
+            and any(b % 2 for b in trace_batches)):
+        raise ValueError("with the diversity term on, trace_batches must be even (it draws "
+                         f"batch // 2 second samples). Received: trace_batches={trace_batches}")
     traced = [step_counts(inverter, b, d_steps, step) for b in trace_batches]
     if published is None:
         phi_fwd, phi_bwd = classifier_flops_per_image(inverter.classifier, config.resolution)
