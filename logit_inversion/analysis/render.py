@@ -320,6 +320,16 @@ def png_bytes(image):
     return buffer.getvalue()
 
 
+def committed_png(image, max_width):
+    """The PNG bytes of a figure meant for the repository's docs: at most `max_width` px wide
+    and in a 256-colour palette, which keeps it a few hundred kB at most; at these sizes the
+    reconstructions look the same."""
+    if image.width > max_width:
+        image = image.resize((max_width, round(image.height * max_width / image.width)),
+                             Image.LANCZOS)
+    return png_bytes(image.quantize(colors=256, method=Image.Quantize.MEDIANCUT))
+
+
 def class_caption(name, probability):
     """`"circle 0.98"`: a class name and its softmax probability."""
     return f"{name} {probability:.2f}"

@@ -60,13 +60,8 @@ def write(root, output_dir):
                 image = render.stack([image.crop((0, top, image.width, min(bottom, image.height)))
                                       for top, bottom in bands[name] if top < image.height])
             parts.append(image)
-        figure = render.stack(parts)
-        if figure.width > MAX_WIDTH:
-            figure = figure.resize((MAX_WIDTH, round(figure.height * MAX_WIDTH / figure.width)),
-                                   Image.LANCZOS)
-        # A 256-colour palette keeps each figure well under half a megabyte.
-        figure = figure.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
         os.makedirs(output_dir, exist_ok=True)
-        files.write_atomic(os.path.join(output_dir, name), render.png_bytes(figure))
+        files.write_atomic(os.path.join(output_dir, name),
+                           render.committed_png(render.stack(parts), MAX_WIDTH))
         written.append(name)
     return written

@@ -523,13 +523,7 @@ def figures(results, root, output_dir):
     written = []
 
     def save(image, name, max_width=900):
-        if image.width > max_width:
-            image = image.resize((max_width, round(image.height * max_width / image.width)),
-                                 Image.LANCZOS)
-        # A 256-colour palette keeps the committed figures a few hundred kB at most; at these
-        # sizes the reconstructions look the same.
-        image = image.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-        files.write_atomic(os.path.join(output_dir, name), render.png_bytes(image))
+        files.write_atomic(os.path.join(output_dir, name), render.committed_png(image, max_width))
         written.append(name)
 
     def panel(name, experiment):
