@@ -1,19 +1,22 @@
 """Runs a few tiny train steps in a fresh process (device and dtype settings are global).
 
-usage: _distributed_steps.py MODE CLASSIFIER DATA_DIR   MODE ∈ mirrored, jit, jit_bf16
+usage: _distributed_steps.py MODE CLASSIFIER DATA_DIR WORKDIR   MODE ∈ mirrored, jit, jit_bf16
 Prints one JSON line per run: the last logs, and for `mirrored` the largest difference
 between the two replicas' copies of every variable, plus the checks of `replica_checks`
-(noise per replica, variable aggregation, held-out metrics, standing statistics). MODE `jit`
+(noise per replica, variable aggregation, held-out metrics, standing statistics) and of
+`held_out_evaluation` (`bin/train`'s final evaluation on one device and on both, written
+under WORKDIR). MODE `jit`
 also runs `jit_bf16` after it (the dtype policy can be switched within a process; the
 device layout cannot).
 """
 
 import json
+import os
 import sys
 
 import tensorflow as tf
 
-mode, classifier, data_dir = sys.argv[1:4]
+mode, classifier, data_dir, workdir = sys.argv[1:5]
 if mode == "mirrored":
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
@@ -22,6 +25,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from logit_inversion import testing, training  # noqa: E402
+from logit_inversion.models.generator import Generator  # noqa: E402
 from logit_inversion.training import trainer  # noqa: E402
 
 
@@ -52,6 +56,7 @@ def run(mode):
         result["max_replica_difference"] = max(diffs)
         result["num_variables"] = len(diffs)
         result.update(replica_checks(inverter, strategy))
+        result["held_out_evaluation"] = held_out_evaluation(inverter, strategy)
     print("RESULT " + json.dumps(dict(result, mode=mode)))
 
 
@@ -106,6 +111,35 @@ def replica_checks(inverter, strategy):
               if v.name in ("moving_mean", "moving_var")]
     out["standing_replica_difference"] = max(float(np.max(np.abs(a - b))) for a, b in copies)
     out["standing_finite"] = bool(all(np.isfinite(a).all() for a, _ in copies))
+    return out
+
+
+def held_out_evaluation(mirrored, strategy):
+    """`trainer.evaluate` (agreement, standing statistics, per-class report) of the mirrored
+    inverter and of a single-device copy of its weights, on the same 44 images in one eval
+    batch of 22 per replica: replica 0's share alone would be another number than the mean
+    over both."""
+    config = testing.tiny_config(classifier, data_dir, eval_examples=44,
+                                 standing_stats_batches=2)
+    single = training.build_inverter(config)
+    training.compile_inverter(single, config)
+    for name in ("generator", "ema_generator", "discriminator"):
+        getattr(single, name).set_weights(getattr(mirrored, name).get_weights())
+    # ε is drawn per replica by design, so one device and two replicas reconstruct the same
+    # image from different noise. Zero it: the agreement then depends on the images alone,
+    # and any difference left is the metric's aggregation across replicas.
+    call = Generator.call
+    Generator.call = lambda self, logits, noise, training=False: call(
+        self, logits, noise * 0.0, training=training)
+    try:
+        images = next(iter(trainer._eval_dataset(config, config.num_images)))["image"]
+        out = {"replicas": strategy.num_replicas_in_sync,
+               "eval_batch": trainer.eval_batch_size(config, strategy.num_replicas_in_sync)}
+        for key, inverter in (("single", single), ("mirrored", mirrored)):
+            os.makedirs(os.path.join(workdir, key))
+            out[key] = trainer.evaluate(inverter, config, os.path.join(workdir, key), images)
+    finally:
+        Generator.call = call
     return out
 
 

@@ -85,7 +85,7 @@ LONGEST_FILES = (
     "test_explore.py", "test_classifier_training.py", "test_analysis.py",
     "test_shipped_inverters.py", "test_analysis_cli.py", "test_benchmarks.py",
     "test_own_classifier.py", "test_cpu_bfloat16.py", "test_baselines.py",
-    "test_foreign_classifiers.py", "test_eval_distributed.py",
+    "test_foreign_classifiers.py",
 )
 
 

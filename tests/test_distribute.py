@@ -12,20 +12,21 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _run(mode, classifier, data_dir):
+def _run(mode, classifier, data_dir, workdir):
     out = subprocess.run(
-        [sys.executable, os.path.join(HERE, "_distributed_steps.py"), mode, classifier, data_dir],
-        capture_output=True, text=True, timeout=600)
+        [sys.executable, os.path.join(HERE, "_distributed_steps.py"), mode, classifier, data_dir,
+         str(workdir)], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     return [json.loads(l[len("RESULT "):]) for l in out.stdout.splitlines()
-            if l.startswith("RESULT ")]
+            if l.startswith("RESULT ")], out.stderr
 
 
 @pytest.fixture(scope="module")
-def mirrored(tiny_classifier_path, shapes_data_dir):
-    """One two-replica process for all the MirroredStrategy checks."""
-    [result] = _run("mirrored", tiny_classifier_path, shapes_data_dir)
-    return result
+def mirrored(tiny_classifier_path, shapes_data_dir, tmp_path_factory):
+    """One two-replica process for all the MirroredStrategy checks (`stderr`: its log)."""
+    [result], stderr = _run("mirrored", tiny_classifier_path, shapes_data_dir,
+                            tmp_path_factory.mktemp("mirrored"))
+    return dict(result, stderr=stderr)
 
 
 def test_mirrored_two_replicas_stay_identical(mirrored):
@@ -63,9 +64,28 @@ def test_standing_stats_under_two_replicas(mirrored):
     assert mirrored["standing_replica_difference"] < 1e-6
 
 
+def test_held_out_agreement_under_two_replicas_equals_single_device(mirrored):
+    result = mirrored["held_out_evaluation"]
+    assert result["replicas"] == 2 and result["eval_batch"] % 2 == 0
+    single, two = result["single"], result["mirrored"]
+    assert single["eval_examples"] == two["eval_examples"] == 44
+    assert two["agreement"] == single["agreement"], result
+    assert "ran out of data" not in mirrored["stderr"]
+
+
+def test_eval_batch_is_a_multiple_of_the_replica_count():
+    from logit_inversion import testing
+    from logit_inversion.training.trainer import eval_batch_size
+    config = testing.tiny_config("unused", None, eval_examples=2000)
+    assert [eval_batch_size(config, r) for r in (1, 2, 3, 8, 128)] == [100, 100, 99, 96, 128]
+    config.eval_examples = 10
+    assert [eval_batch_size(config, r) for r in (1, 4)] == [10, 8]
+
+
 @pytest.mark.slow  # XLA's CPU compile of the step takes minutes
-def test_train_step_compiles_with_xla_and_bfloat16(tiny_classifier_path, shapes_data_dir):
-    results = _run("jit", tiny_classifier_path, shapes_data_dir)
+def test_train_step_compiles_with_xla_and_bfloat16(tiny_classifier_path, shapes_data_dir,
+                                                   tmp_path):
+    results, _ = _run("jit", tiny_classifier_path, shapes_data_dir, tmp_path)
     assert [r["mode"] for r in results] == ["jit", "jit_bf16"]
     for result in results:
         assert result["g_steps"] == 4

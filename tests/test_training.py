@@ -27,20 +27,33 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def trained(tmp_path_factory, tiny_classifier_path, shapes_data_dir):
     """The tiny config's finished run (4 steps, 3 standing-statistics batches), trained once
     for every test that starts from one, with what it did on the way: `calls` (standing
-    statistics and evaluations, in order), `seeds` (its training streams), `printed` (its
-    stdout) and `warnings`. Tests that write into `workdir` take their own copy (`_copy`)."""
+    statistics and evaluations, in order), `seeds` (its training streams), `loads` (every
+    SavedModel it loaded), `printed` (its stdout) and `warnings`. Tests that write into
+    `workdir` take their own copy (`_copy`).
+
+    The run also takes every other path that reads the frozen classifier (the pre-flight
+    check, the feature term at the logits), so that `loads` shows whether each loads it
+    anew."""
+    import tensorflow as tf
     from logit_inversion import testing
     workdir = str(tmp_path_factory.mktemp("trained") / "run")
     config = testing.tiny_config(tiny_classifier_path, shapes_data_dir,
-                                 standing_stats_batches=3)
-    printed = io.StringIO()
+                                 standing_stats_batches=3, feature_weight=1.0,
+                                 feature_layer="logits")
+    config.preflight.enabled = True
+    config.preflight.accept_risk = True   # the tiny random classifier fails the check
+    config.preflight.num_examples = 16
+    printed, loads, load = io.StringIO(), [], tf.saved_model.load
     with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings(record=True) as caught, \
             contextlib.redirect_stdout(printed):
         warnings.simplefilter("always")
         calls, seeds = _record_calls(patch), testing.record_stream_seeds(patch)
+        patch.setattr(tf.saved_model, "load",
+                      lambda path, *a, **k: loads.append(str(path)) or load(path, *a, **k))
         metrics = training.train(config, workdir, verbose=0)
     return types.SimpleNamespace(workdir=workdir, config=config, metrics=metrics, calls=calls,
-                                 seeds=seeds, printed=printed.getvalue(), warnings=caught)
+                                 seeds=seeds, loads=loads, printed=printed.getvalue(),
+                                 warnings=caught)
 
 
 def _copy(workdir, tmp_path):
@@ -126,6 +139,12 @@ def test_train_writes_outputs(trained):
     assert 0.0 <= metrics["agreement"] <= 1.0 and metrics["images_per_second"] > 0
     assert len(_checkpoint_files(workdir)) == 1 + 2 * 2    # index file + 2 checkpoints
     assert trained.seeds == [pipeline.stream_seed(trained.config.seed, 0)]
+
+
+def test_a_run_loads_the_classifier_once(trained, tiny_classifier_path):
+    assert trained.metrics["preflight"]["status"] == "accepted_risk"
+    assert trained.config.feature_weight > 0 and trained.config.feature_layer == "logits"
+    assert trained.loads.count(tiny_classifier_path) == 1, trained.loads
 
 
 def test_train_resumes(trained, tmp_path, monkeypatch, training_stream_seeds):
