@@ -95,7 +95,14 @@ def test_step_count_adds_up_and_follows_the_step(tiny_config):
     assert counted["phi"]["images_backward_per_step"] == 0
     assert counted["flops"]["Φ"] < f["Φ"]
 
+
+# The same count as the phase before the consistency term (another branch to the same
+# numbers); one more traced step.
+@pytest.mark.slow
+def test_hinge_only_step_count_samples_phi_for_the_agreement(tiny_config):
     # Hinge only: Φ(fakes) runs for the logged agreement alone, every 4th step here.
+    tiny_config.batch_size = 4
+    tiny_config.train_agreement_every = 4
     tiny_config.consistency_weight = 0.0
     tiny_config.consistency_start = 0
     _, counted = _built_and_counted(tiny_config)
