@@ -89,6 +89,45 @@ LONGEST_FILES = (
 )
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--cpu-times", metavar="PREFIX", default=None,
+        help="write each test's CPU seconds (its process, and the child processes it waited "
+             "for) to PREFIX.<worker>.json: wall time misleads on 2 cores, where a test's own "
+             "processes take turns with the other worker's tests")
+
+
+def _cpu_seconds():
+    import resource
+    own, children = (resource.getrusage(who) for who in
+                     (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return (own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    prefix = item.config.getoption("--cpu-times")
+    if prefix is None:
+        yield
+        return
+    before = _cpu_seconds()
+    yield
+    after = _cpu_seconds()
+    item.config._cpu_times = getattr(item.config, "_cpu_times", [])
+    item.config._cpu_times.append({"test": item.nodeid, "own": round(after[0] - before[0], 3),
+                                   "children": round(after[1] - before[1], 3)})
+
+
+def pytest_unconfigure(config):
+    prefix = config.getoption("--cpu-times", default=None)
+    if prefix is None or not getattr(config, "_cpu_times", None):
+        return
+    import json
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    with open(f"{prefix}.{worker}.json", "w") as f:
+        json.dump(config._cpu_times, f, indent=0)
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "slow: minutes-long checks left out of `make test`; run with `make test-slow`.")
