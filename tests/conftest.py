@@ -106,29 +106,36 @@ def _cpu_seconds():
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    prefix = item.config.getoption("--cpu-times")
-    if prefix is None:
+    times = getattr(item.config, "_cpu_times", None)
+    if times is None:
         yield
         return
     before = _cpu_seconds()
     yield
     after = _cpu_seconds()
-    item.config._cpu_times = getattr(item.config, "_cpu_times", [])
-    item.config._cpu_times.append({"test": item.nodeid, "own": round(after[0] - before[0], 3),
-                                   "children": round(after[1] - before[1], 3)})
+    times.append({"test": item.nodeid, "own": round(after[0] - before[0], 3),
+                  "children": round(after[1] - before[1], 3)})
 
 
 def pytest_unconfigure(config):
-    prefix = config.getoption("--cpu-times", default=None)
-    if prefix is None or not getattr(config, "_cpu_times", None):
-        return
-    import json
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    with open(f"{prefix}.{worker}.json", "w") as f:
-        json.dump(config._cpu_times, f, indent=0)
+    times = getattr(config, "_cpu_times", None)
+    if times:
+        import json
+        from logit_inversion import files
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        files.write_atomic(f"{config.getoption('--cpu-times')}.{worker}.json",
+                           json.dumps(times, indent=0))
 
 
 def pytest_configure(config):
+    prefix = config.getoption("--cpu-times", default=None)
+    if prefix is not None:
+        # Refused before any test runs, not after the last one.
+        folder = os.path.dirname(os.path.abspath(prefix))
+        if not os.path.isdir(folder):
+            raise pytest.UsageError(f"--cpu-times needs an existing folder for its files; "
+                                    f"{folder} is not one. Received: --cpu-times={prefix}")
+        config._cpu_times = []
     config.addinivalue_line(
         "markers", "slow: minutes-long checks left out of `make test`; run with `make test-slow`.")
     # Hand files out in the order of `pytest_collection_modifyitems` below, not by test count.
