@@ -10,7 +10,7 @@ SEED ?= 0
 # tracing, so 2 processes keep 2 cores busier than one.
 TEST_WORKERS ?= 2
 
-.PHONY: demo test test-slow install benchmark clean
+.PHONY: demo test test-processes test-slow install benchmark clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,13 @@ demo: install
 	@echo "Outputs: $(WORKDIR)/metrics.json, $(WORKDIR)/reconstructions.png, TensorBoard logs in $(WORKDIR)/tensorboard"
 
 test: install
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow and not processes" tests
+
+# The end-to-end checks that start TensorFlow processes of their own (two workers, the
+# mirrored and XLA processes, bin/* runs, TF Serving's loaders, the browser): CI runs them
+# after `make test`.
+test-processes: install
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "processes and not slow" tests
 
 test-slow: install
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m slow tests

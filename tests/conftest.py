@@ -77,15 +77,15 @@ def tiny_export(tmp_path_factory, tiny_inverter):
 # hands whole files to its processes (`--dist loadfile`), by default those with the most tests
 # first; several of these hold few tests, so they came last, and one process worked through
 # them alone while the other had finished. Started first, they overlap with everything else.
-# test_xla.py and test_multiworker.py start processes of their own: a long file that runs in
-# its pytest process goes between them, so that they do not start together.
+# The first three hold `processes` tests: the two `bin/train` workers and the mirrored process
+# start on different pytest processes rather than one after the other on the same.
 LONGEST_FILES = (
-    "test_xla.py", "test_inverter.py", "test_multiworker.py", "test_gfile.py",
-    "test_training.py", "test_export.py", "test_distribute.py", "test_serving_load.py",
-    "test_explore.py", "test_classifier_training.py", "test_analysis.py",
-    "test_shipped_inverters.py", "test_analysis_cli.py", "test_benchmarks.py",
-    "test_own_classifier.py", "test_cpu_bfloat16.py", "test_baselines.py",
-    "test_foreign_classifiers.py",
+    "test_multiworker.py", "test_distribute.py", "test_xla.py",
+    "test_inverter.py", "test_training.py", "test_gfile.py", "test_export.py",
+    "test_benchmarks.py", "test_classifier_training.py", "test_serving_load.py",
+    "test_own_classifier.py", "test_analysis.py", "test_analysis_cli.py", "test_baselines.py",
+    "test_cpu_bfloat16.py", "test_noise_convention.py", "test_explore.py",
+    "test_foreign_classifiers.py", "test_quality_benchmark.py", "test_shipped_inverters.py",
 )
 
 
@@ -138,6 +138,9 @@ def pytest_configure(config):
         config._cpu_times = []
     config.addinivalue_line(
         "markers", "slow: minutes-long checks left out of `make test`; run with `make test-slow`.")
+    config.addinivalue_line(
+        "markers", "processes: end-to-end checks that start TensorFlow processes of their own; "
+                   "`make test` leaves them to `make test-processes`, which CI runs after it.")
     # Hand files out in the order of `pytest_collection_modifyitems` below, not by test count.
     if hasattr(config.option, "loadscopereorder"):
         config.option.loadscopereorder = False

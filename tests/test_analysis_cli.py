@@ -69,6 +69,7 @@ def test_all_experiments_on_a_workdir_write_figures_records_and_page(paths, tmp_
         assert runner.MODULES[name].GUIDE.split(" ")[0] in page
 
 
+@pytest.mark.processes
 def test_bin_analyze_on_an_export_version_folder(paths, tmp_path):
     out = tmp_path / "out"
     result = subprocess.run(

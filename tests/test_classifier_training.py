@@ -167,6 +167,7 @@ def test_build_cnn_shapes_and_size():
     assert model.count_params() < 1_000_000  # a few MB at most
 
 
+@pytest.mark.processes
 def test_cli_evaluate(trained, data_dir):
     output, metadata = trained
     result = subprocess.run(

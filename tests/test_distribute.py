@@ -29,6 +29,7 @@ def mirrored(tiny_classifier_path, shapes_data_dir, tmp_path_factory):
     return dict(result, stderr=stderr)
 
 
+@pytest.mark.processes
 def test_mirrored_two_replicas_stay_identical(mirrored):
     assert mirrored["replicas"] == 2
     assert mirrored["g_steps"] == 4
@@ -37,18 +38,21 @@ def test_mirrored_two_replicas_stay_identical(mirrored):
     assert mirrored["max_replica_difference"] < 1e-6
 
 
+@pytest.mark.processes
 def test_each_replica_draws_its_own_repeatable_noise(mirrored):
     assert mirrored["noise_replicas_differ"]
     assert mirrored["noise_repeats"]
     assert mirrored["noise_steps_differ"]
 
 
+@pytest.mark.processes
 def test_replica_identical_state_is_not_all_reduced(mirrored):
     # Spectral-norm vectors and moving statistics of G, G_ema and D.
     assert mirrored["num_replica_identical"] > 30
     assert mirrored["aggregations"] == ["ONLY_FIRST_REPLICA"]
 
 
+@pytest.mark.processes
 def test_held_out_metrics_count_every_replicas_images(mirrored):
     """9 images in batches of 4 on two replicas (one replica's last batch is empty): the
     reported metrics are the single-device means over the same 9 images."""
@@ -58,12 +62,14 @@ def test_held_out_metrics_count_every_replicas_images(mirrored):
         assert reported[name] == pytest.approx(expected[name], rel=1e-4, abs=1e-5), name
 
 
+@pytest.mark.processes
 def test_standing_stats_under_two_replicas(mirrored):
     assert mirrored["standing_batches"] == 2
     assert mirrored["standing_finite"]
     assert mirrored["standing_replica_difference"] < 1e-6
 
 
+@pytest.mark.processes
 def test_held_out_agreement_under_two_replicas_equals_single_device(mirrored):
     result = mirrored["held_out_evaluation"]
     assert result["replicas"] == 2 and result["eval_batch"] % 2 == 0

@@ -162,6 +162,7 @@ def _set_slider(page, element_id, value):
     box.press("Enter")
 
 
+@pytest.mark.processes
 def test_explore_in_a_browser(server, browser, inverter, tmp_path):
     from logit_inversion.explore import reproduce
 
@@ -307,6 +308,7 @@ def test_without_gradio_says_how_to_install():
     assert 'pip install -e ".[explore]"' in result.stderr
 
 
+@pytest.mark.processes
 def test_upload_honours_exif_orientation():
     """A phone photo stored sideways (EXIF orientation 6) arrives upright, as served."""
     from PIL import Image

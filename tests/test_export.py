@@ -385,6 +385,7 @@ def test_readme_snippets(exported, monkeypatch):
 # ---- bin/export -------------------------------------------------------------------------
 
 
+@pytest.mark.processes
 def test_bin_export_writes_next_version_and_prints_it(workdir, tmp_path):
     output = tmp_path / "savedmodels" / "demo"
     result = subprocess.run(

@@ -159,6 +159,7 @@ def test_train_without_what_cannot_be_inferred_writes_nothing(hub48, shapes_data
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.processes
 def test_bin_train_with_a_signature_only_classifier(signature_only, shapes_data_dir, tmp_path):
     workdir = tmp_path / "run"
     out = subprocess.run(

@@ -15,8 +15,12 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STEPS = 12
+
+pytestmark = pytest.mark.processes
 
 
 def _free_ports(n):

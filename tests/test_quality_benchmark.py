@@ -24,6 +24,7 @@ def _overrides(classifier, data_dir):
             "preflight.enabled": False, "steps_per_execution": 1}
 
 
+@pytest.mark.processes
 def test_candidate_stops_at_first_probe_meeting_targets(tiny_classifier_path, shapes_120,
                                                         tmp_path):
     out = str(tmp_path / "q")

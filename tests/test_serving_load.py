@@ -48,6 +48,7 @@ def _run(command, cwd):
     return result.stdout
 
 
+@pytest.mark.processes
 def test_separate_process_without_the_package_calls_every_signature(saved_model, tmp_path):
     npz = tmp_path / "outputs.npz"
     stdout = _run(
@@ -81,6 +82,7 @@ def test_separate_process_without_the_package_calls_every_signature(saved_model,
     )
 
 
+@pytest.mark.processes
 def test_saved_model_cli_lists_every_signature(saved_model, tmp_path):
     stdout = _run([str(SAVED_MODEL_CLI), "show", "--all", "--dir", saved_model], tmp_path)
     for name in export.SIGNATURES:
@@ -94,6 +96,7 @@ def test_saved_model_cli_lists_every_signature(saved_model, tmp_path):
     assert "Method name is: tensorflow/serving/predict" in stdout
 
 
+@pytest.mark.processes
 def test_saved_model_cli_runs_reconstruct_through_the_session_loader(saved_model, tmp_path):
     images = np.random.default_rng(3).integers(0, 256, (2, 20, 28, 3), dtype=np.uint8)
     np.save(tmp_path / "images.npy", images)

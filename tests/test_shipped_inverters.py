@@ -62,7 +62,7 @@ def test_shipped_inverter_embeds_its_classifier(name):
     np.testing.assert_allclose(out["logits"], expected, rtol=1e-3, atol=1e-3)
 
 
-# Both commands on an export run in the fast suite on the tiny inverter (test_analysis_cli.py,
+# Both commands on an export run on every CI run on the tiny inverter (test_analysis_cli.py,
 # test_noise_convention.py, test_baselines.py); here on a shipped one, two processes' worth.
 @pytest.mark.slow
 def test_evaluate_and_analyze_run_on_a_shipped_inverter(tmp_path):

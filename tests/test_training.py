@@ -204,7 +204,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_config, trained, tmp
 
 
 # The same end-to-end path (bin/train killed by SIGKILL after a checkpoint, the same command
-# resuming from its step) runs in the fast suite under two workers:
+# resuming from its step) runs on every CI run under two workers (`make test-processes`):
 # test_multiworker.py::test_two_workers_checkpoint_once_resume_after_sigkill_and_agree.
 @pytest.mark.slow
 def test_sigkill_then_rerun_resumes_at_saved_step(tiny_classifier_path, shapes_data_dir, tmp_path):

@@ -103,9 +103,9 @@ def test_resize_matches_tf_antialiased_bilinear(in_size, out_size):
 
 # Compile counts and constant variable reads, read from XLA's dump in a subprocess (XLA reads
 # its dump flag once per process). The objectives that differentiate the frozen classifier
-# (consistency, feature) are the ones that recompiled at every call; the fast suite runs the
-# first of them (each variant is about half a minute of XLA compiling on 2 cores), the slow
-# suite every other objective in both precisions.
+# (consistency, feature) are the ones that recompiled at every call. Each variant is about
+# half a minute of XLA compiling on 2 cores, so `make test-processes` (every CI run) takes the
+# first of them and the slow suite every other objective in both precisions.
 FAST_VARIANTS = ["consistency-float32"]
 SLOW_VARIANTS = [f"{objective}-{policy}"
                  for objective in ("hinge", "consistency", "pixel", "feature")
@@ -137,6 +137,7 @@ def _assert_compiled_once(results):
             assert summary["finite"], (variant, method, summary)
 
 
+@pytest.mark.processes
 def test_jit_steps_compile_once_with_runtime_variables(tmp_path, shapes_data_dir):
     _assert_compiled_once(_compile_counts(tmp_path, shapes_data_dir, FAST_VARIANTS))
 
