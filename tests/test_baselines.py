@@ -104,6 +104,7 @@ def test_evaluate_scores_a_workdir_and_the_baseline(tiny_config, tiny_inverter, 
     assert table.count("\n| `") == 2 and "ident. L2" in table and "ms_ssim not computed" in table
 
 
+@pytest.mark.processes
 def test_bin_evaluate_bad_spec_is_a_one_line_error_and_writes_nothing(tmp_path):
     out = str(tmp_path / "eval")
     done = subprocess.run([sys.executable, os.path.join(ROOT, "bin", "evaluate"),

@@ -405,6 +405,13 @@ def test_export_output_that_is_a_file_is_one_line(workdir, tmp_path):
         with pytest.raises(ValueError, match=where) as error:
             export.export_inverter(workdir.inverter, str(output))
         assert "\n" not in str(error.value)
+    assert existing.read_text() == "not a folder"
+
+
+@pytest.mark.processes
+def test_bin_export_output_that_is_a_file_is_one_line(workdir, tmp_path):
+    existing = tmp_path / "model.txt"
+    existing.write_text("not a folder")
     result = subprocess.run(
         [sys.executable, str(REPO / "bin" / "export"), "--workdir", workdir.path,
          "--output", str(existing)],

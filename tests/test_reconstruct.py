@@ -144,6 +144,11 @@ def test_bad_arguments(model, tmp_path):
         with pytest.raises(ValueError, match=message):
             reconstructions.write_reconstructions(model, "shapes", "test", str(out), **kwargs)
     assert not out.exists()
+
+
+@pytest.mark.processes
+def test_bin_reconstruct_refuses_a_folder_that_is_no_model_in_one_line(tmp_path):
+    out = tmp_path / "never"
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "bin", "reconstruct"), f"--model={tmp_path}",
          f"--output={out}"], capture_output=True, text=True)

@@ -13,6 +13,7 @@ from logit_inversion.reproduction import stages
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.processes
 def test_dry_run_lists_every_stage_and_writes_nothing(tmp_path):
     root = tmp_path / "reproduce"
     done = subprocess.run([sys.executable, os.path.join(_ROOT, "bin", "reproduce"),

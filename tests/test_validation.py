@@ -199,6 +199,7 @@ def test_rules_are_a_table_others_can_extend(tiny_config, monkeypatch):
         validation.validate(tiny_config)
 
 
+@pytest.mark.processes
 def test_bin_train_exits_with_one_line_and_no_workdir(tiny_classifier_path, shapes_data_dir,
                                                        tmp_path):
     # Before validation this run exited 0 and wrote a metrics.json for an untrained model.
