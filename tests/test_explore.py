@@ -308,7 +308,6 @@ def test_without_gradio_says_how_to_install():
     assert 'pip install -e ".[explore]"' in result.stderr
 
 
-@pytest.mark.processes
 def test_upload_honours_exif_orientation():
     """A phone photo stored sideways (EXIF orientation 6) arrives upright, as served."""
     from PIL import Image
